@@ -1,0 +1,1 @@
+"""Model families: `configs/<family>.py:<size>`; configs/base.py holds every field."""

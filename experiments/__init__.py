@@ -1,0 +1,1 @@
+"""Sweeps: `python -m scaling.sweep --experiment experiments/<name>.py`."""

@@ -1,0 +1,68 @@
+"""Where metrics go: JSONL and TensorBoard in the workdir, a progress bar on the terminal, MFU."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from scaling import flops
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, num_devices: int, device_kind: str) -> float | None:
+  """Model FLOPs utilisation: achieved training FLOP/s over the devices' peak (None on CPUs)."""
+  peak = flops.peak_flops(device_kind)
+  return None if peak is None else flops_per_token * tokens_per_s / (peak * num_devices)
+
+
+class MetricWriter:
+  """metrics.jsonl + TensorBoard event files under workdir; a no-op on every process but the first."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    if enabled:
+      from tensorboardX import SummaryWriter
+
+      os.makedirs(workdir, exist_ok=True)
+      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, split: str, scalars: dict) -> None:
+    if not self.enabled:
+      return
+    scalars = {k: float(v) for k, v in scalars.items() if v is not None}
+    self.jsonl.write(json.dumps({"step": step, "split": split, "time": time.time(), **scalars}) + "\n")
+    self.jsonl.flush()
+    for name, value in scalars.items():
+      self.tb.add_scalar(f"{split}/{name}", value, step)
+    self.tb.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self.jsonl.close()
+      self.tb.close()
+
+
+class ProgressBar:
+  """A rich progress bar (step, loss, tokens/s, ETA) on a terminal; plain log lines otherwise."""
+
+  def __init__(self, total: int, start: int, enabled: bool = True):
+    self.enabled, self.live = enabled, enabled and sys.stdout.isatty()
+    if self.live:
+      self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+      self.task = self.bar.add_task("train", total=total, completed=start, info="compiling...")
+      self.bar.start()
+
+  def update(self, step: int, info: str) -> None:
+    if self.live:
+      self.bar.update(self.task, completed=step, info=info)
+    elif self.enabled:
+      print(f"step {step}: {info}", flush=True)
+
+  def close(self) -> None:
+    if self.live:
+      self.bar.stop()
