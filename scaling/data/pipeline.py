@@ -1,0 +1,84 @@
+"""From a window source to per-process batches: the Grain training iterator and the evaluation pass.
+
+A window source (synthetic.SyntheticWindows, sources.TokenWindows) holds a split as numbered windows
+of seq_len + 1 tokens and reads any set of them at once. Training shuffles window numbers with the
+seed (a new order every epoch), gives process p every process_count-th of them, batches the numbers
+and reads each batch in one vectorised gather. The iterator's state is therefore one integer, and
+restoring it yields exactly the next batch. Evaluation walks the split's windows in order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from collections.abc import Iterator
+
+import grain
+import numpy as np
+
+from scaling.data import synthetic
+from scaling.data.errors import DataError
+from scaling.data.tokenizer import get_tokenizer
+
+
+def window_source(config, split: str):
+  """The window source of `split` ('train' | 'validation') of config.data.dataset."""
+  d = config.data
+  if d.dataset == "synthetic":
+    return synthetic.SyntheticWindows(d.seq_len, config.seed, split)
+  from scaling.data import sources  # TFDS is only imported for real data
+  return sources.TokenWindows.open(d, split)
+
+
+def examples(source, indices: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+  """Read windows `indices` (-1 = padding row) as a batch: targets are inputs shifted by one, and a
+  target that is padding (past the end of the split) has weight 0."""
+  tokens, valid = source.read(np.asarray(indices))
+  tokens = np.where(valid, tokens, pad_id).astype(np.int32)
+  return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": valid[:, 1:].astype(np.float32)}
+
+
+def local_batch_size(config, process_count: int) -> int:
+  batch = config.train.batch_size
+  if batch % process_count:
+    raise DataError(f"config.train.batch_size={batch} must be divisible by the {process_count} processes")
+  return batch // process_count
+
+
+def train_iterator(config, process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+  """An endless, checkpointable iterator over this process's training batches
+  {'inputs', 'targets': int32[b, seq_len], 'weights': float32[b, seq_len]}, b = batch / processes."""
+  b = local_batch_size(config, process_count)
+  source = window_source(config, "train")
+  if source.num_windows is None:  # an endless source: its window numbers need no shuffle
+    numbers = grain.MapDataset.range(sys.maxsize)
+  else:
+    numbers = grain.MapDataset.range(source.num_windows).shuffle(seed=config.seed % 2**32).repeat()
+  read = functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
+  batches = numbers[process_index::process_count].batch(b, drop_remainder=True).map(read)
+  d = config.data
+  ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=d.prefetch))
+  if d.num_workers:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers,
+                                                     per_worker_buffer_size=max(1, d.prefetch)))
+  return iter(ds)
+
+
+def eval_batches(config, process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """The validation split once, in order, as this process's batches (same format as training).
+
+  Global batch k holds windows k*B .. k*B + B - 1; process p gets rows p*b .. p*b + b - 1 of it.
+  Rows past the end of the split are padding with weight 0, so every process yields the same number
+  of batches: ceil(windows / B), at most config.train.eval_batches when that is > 0.
+  """
+  b = local_batch_size(config, process_count)
+  batch = config.train.batch_size
+  source = window_source(config, "validation")
+  num_batches = math.ceil(source.num_windows / batch)
+  if config.train.eval_batches:
+    num_batches = min(num_batches, config.train.eval_batches)
+  read = functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
+  rows = process_index * b + np.arange(b)
+  return (read(np.where(k * batch + rows < source.num_windows, k * batch + rows, -1))
+          for k in range(num_batches))
