@@ -24,6 +24,7 @@ class Trainer:
 
   def __init__(self, config, mesh):
     self.config, self.mesh = config, mesh
+    sharding.check_processes_agree(config)
     self.rules = sharding.parse_rules(config.mesh.rules)
     self.model_config = ml_collections.FrozenConfigDict(config.model)
     abstract = nnx.eval_shape(lambda: Transformer(self.model_config, rngs=nnx.Rngs(config.seed)))
@@ -84,7 +85,7 @@ class Trainer:
     grads = jax.tree.map(lambda g: g / stats["weight"], grads)
     updates, opt_state = self.optimizer.update(grads, state["opt_state"], params)
     new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
-    metrics = {"loss": stats["ce"] / stats["weight"], "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": stats["ce"] / stats["weight"], "grad_norm": optax.tree.norm(grads),
                "lr": self.schedule(state["step"])}
     return new_state, metrics
 

@@ -160,6 +160,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+  logging.getLogger("jax").setLevel(logging.WARNING)  # not its backend probing (no TPU here, ...)
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     config = config_lib.load(args.config, overrides)
