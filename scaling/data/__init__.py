@@ -9,13 +9,23 @@ Python's standard library, built on first use), 'files' (config.data.files, a gl
 dataset prepared as array_record in config.data.data_dir.
 """
 
+import importlib
+
 from scaling.data.errors import DataError
-from scaling.data.pipeline import eval_batches, train_iterator
-from scaling.data.tokenizer import get_tokenizer
+
+_LAZY = {"get_tokenizer": "tokenizer", "train_iterator": "pipeline", "eval_batches": "pipeline"}
+
+
+def __getattr__(name: str):
+  """Import submodules on first use: `python -m scaling.data.tokenizer` then runs its module once,
+  and `import scaling.data` stays cheap."""
+  if name in _LAZY:
+    return getattr(importlib.import_module(f"scaling.data.{_LAZY[name]}"), name)
+  raise AttributeError(f"module 'scaling.data' has no attribute {name!r}")
 
 
 def data_config(**fields):
-  """The data section of configs/base.py with `fields` set (for the data CLIs)."""
+  """The data section of configs/base.py with `fields` set (for the data CLIs and tests)."""
   from configs import base
   config = base.get_config().data
   config.update(fields)

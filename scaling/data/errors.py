@@ -1,5 +1,7 @@
-"""The one exception type for data mistakes a user can make."""
+"""The exception for data mistakes a user can make."""
+
+from scaling.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """A missing dataset, an empty glob, a bad tokenizer path...: its message is the one line shown."""

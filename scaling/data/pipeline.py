@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 
 import grain
+from absl import flags
 import numpy as np
 
 from scaling.data import synthetic
@@ -60,6 +61,8 @@ def train_iterator(config, process_index: int = 0, process_count: int = 1) -> gr
   d = config.data
   ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=d.prefetch))
   if d.num_workers:
+    if not flags.FLAGS.is_parsed():  # Grain's worker processes read its absl flags; the defaults do
+      flags.FLAGS.mark_as_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers,
                                                      per_worker_buffer_size=max(1, d.prefetch)))
   return iter(ds)

@@ -42,16 +42,27 @@ class SyntheticWindows:
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """indices int[b] (-1 = a padding row) -> (tokens int32[b, seq_len + 1], valid bool[b, seq_len + 1])."""
-    b = len(indices)
-    first = np.empty(b, np.int64)
-    choices = np.empty((b, self.window - 1), np.int64)
-    for row, i in enumerate(indices):
-      rng = np.random.default_rng((self.seed, self.split_id, max(int(i), 0)))
-      first[row] = rng.integers(256)
-      choices[row] = rng.choice(NUM_SUCCESSORS, self.window - 1, p=SUCCESSOR_PROBS)
-    tokens = np.empty((b, self.window), np.int32)
-    tokens[:, 0] = first
+    indices = np.asarray(indices, np.int64)
+    counters = np.maximum(indices, 0)[:, None] * self.window + np.arange(self.window)
+    u = _uniform(_mix(np.uint64(self.seed * len(_SPLIT_IDS) + self.split_id)) + counters.astype(np.uint64))
+    choices = np.searchsorted(np.cumsum(SUCCESSOR_PROBS)[:-1], u[:, 1:], side="right")
+    tokens = np.empty(u.shape, np.int32)
+    tokens[:, 0] = u[:, 0] * 256
     for t in range(1, self.window):
       tokens[:, t] = self.successors[tokens[:, t - 1], choices[:, t - 1]]
-    valid = np.repeat((np.asarray(indices) >= 0)[:, None], self.window, axis=1)
+    valid = np.repeat((indices >= 0)[:, None], self.window, axis=1)
     return tokens, valid
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+  """splitmix64's finaliser: a counter-based generator, so window i needs no sequential state."""
+  with np.errstate(over="ignore"):
+    z = np.asarray(z, np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform(keys: np.ndarray) -> np.ndarray:
+  """Uniform floats in [0, 1), one per key."""
+  return (_mix(keys) >> np.uint64(11)).astype(np.float64) * 2.0**-53

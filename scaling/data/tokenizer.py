@@ -10,7 +10,9 @@ vocabulary (it keys the token caches), `encode(str | bytes) -> int32 array`, `en
 from __future__ import annotations
 
 import argparse
+import logging
 import hashlib
+import io
 import os
 import sys
 import time
@@ -125,19 +127,22 @@ def train_sentencepiece(data_config, vocab_size: int, out: str, model_type: str 
   """
   from scaling.data import sources  # the TFDS side; imported here so tokenizers stay light
 
-  if vocab_size < 256 + 3 + len(SPECIAL_PIECES) + 1:
-    raise DataError(f"--vocab-size={vocab_size} is too small: the 256 byte pieces and the specials need"
-                    f" {256 + 3 + len(SPECIAL_PIECES) + 1}")
   documents = sources.documents(data_config, "train")
   max_bytes = 4096
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=_sentences(documents, max_chars, max_bytes), model_prefix=None,
-      model_writer=open(out, "wb"), vocab_size=vocab_size, model_type=model_type,
-      normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
-      allow_whitespace_only_pieces=True, split_digits=True, byte_fallback=True,
-      character_coverage=0.9995, max_sentence_length=max_bytes, train_extremely_large_corpus=False,
-      pad_id=0, unk_id=1, eos_id=2, bos_id=-1, user_defined_symbols=list(SPECIAL_PIECES),
-      num_threads=os.cpu_count() or 1, minloglevel=2)
+  model = io.BytesIO()
+  try:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=_sentences(documents, max_chars, max_bytes), model_writer=model,
+        vocab_size=vocab_size, model_type=model_type, normalization_rule_name="identity",
+        add_dummy_prefix=False, remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        split_digits=True, byte_fallback=True, character_coverage=0.9995, max_sentence_length=max_bytes,
+        pad_id=0, unk_id=1, eos_id=2, bos_id=-1, user_defined_symbols=list(SPECIAL_PIECES),
+        num_threads=os.cpu_count() or 1, minloglevel=2)
+  except RuntimeError as e:  # e.g. fewer pieces than the 256 bytes + specials + the text's characters
+    raise DataError(f"SentencePiece training with --vocab-size={vocab_size} failed:"
+                    f" {str(e).rsplit('] ', 1)[-1]}") from None
+  with open(out, "wb") as f:
+    f.write(model.getvalue())
   return SentencePieceTokenizer(out)
 
 
@@ -155,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
   train.add_argument("--max-chars", type=int, default=50_000_000, help="characters of text to train on at most")
   train.add_argument("--out", required=True, help="where to write the .model file")
   args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)  # grain sets one up on import
 
   from scaling.data import data_config  # the data section of configs/base.py, with these fields set
   config = data_config(dataset=args.dataset, data_dir=args.data_dir, files=args.files,
