@@ -1,0 +1,65 @@
+"""The training loop end to end: loss falls, and summary.json, metrics.jsonl and TensorBoard agree."""
+
+import glob
+import json
+import math
+
+import pytest
+
+from scaling import config as config_lib
+from scaling import data, flops, train
+
+STEPS, BATCH, SEQ = 40, 8, 32
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  cfg = config_lib.load("configs/lm.py:100k", {
+      "data.dataset": "synthetic", "data.seq_len": SEQ, "train.batch_size": BATCH, "train.steps": STEPS,
+      "train.log_every": 5, "train.eval_every": 20, "train.eval_batches": 2, "optim.lr": 3e-3,
+      "optim.warmup_steps": 5})
+  summary = train.train(cfg, str(workdir))
+  records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  return workdir, summary, records
+
+
+def test_loss_falls_on_the_synthetic_task(run):
+  _, summary, records = run
+  losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert losses[0] > 5.0, "starts near ln(vocab) = ln(320)"
+  assert losses[-1] < losses[0] - 1.0, losses
+  assert summary["eval_loss"] < losses[0] - 1.0
+
+
+def test_summary_records_n_d_c_and_losses(run):
+  workdir, summary, records = run
+  assert json.load(open(workdir / "summary.json")) == json.loads(json.dumps(summary, default=str))
+  vocab = data.get_tokenizer(config_lib.load("configs/lm.py:100k").data).vocab_size
+  m = config_lib.load("configs/lm.py:100k", {"model.vocab_size": vocab}).model
+  counts = flops.param_counts(m)
+  assert (summary["N"], summary["N_nonembed"]) == (counts["total"], counts["non_embedding"]) == (121_152, 100_672)
+  assert summary["D"] == STEPS * BATCH * SEQ
+  assert summary["C"] == flops.flops_per_token(m, SEQ) * summary["D"]
+  assert summary["C_chinchilla"] == flops.chinchilla_flops_per_token(m, SEQ) * summary["D"]
+  assert summary["steps"] == STEPS and summary["status"] == "ok" and summary["family"] == "lm"
+  assert summary["config"]["model"]["vocab_size"] == vocab, "the resolved config, vocabulary from the tokenizer"
+  assert summary["eval"]["bits_per_byte"] == pytest.approx(summary["eval_loss"] / math.log(2))
+  assert summary["eval"]["perplexity"] == pytest.approx(math.exp(summary["eval_loss"]))
+  last_train = [r for r in records if r["split"] == "train"][-1]
+  assert summary["train_loss"] == pytest.approx(last_train["loss"])
+
+
+def test_metrics_every_log_step_and_evals(run):
+  workdir, _, records = run
+  train_steps = [r["step"] for r in records if r["split"] == "train"]
+  assert train_steps == list(range(5, STEPS + 1, 5))
+  assert [r["step"] for r in records if r["split"] == "eval"] == [20, 40]
+  for r in records:
+    if r["split"] == "train":
+      assert {"loss", "lr", "grad_norm", "tokens_per_s", "step_time_ms"} <= set(r) and r["tokens_per_s"] > 0
+  events = glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
+  assert len(events) == 1
+  content = open(events[0], "rb").read()
+  for tag in (b"train/loss", b"train/tokens_per_s", b"eval/loss", b"eval/bits_per_byte"):
+    assert tag in content
