@@ -1,0 +1,88 @@
+"""Throughput benchmark of the training step that `scaling.train` runs.
+
+  python -m scaling.bench --config=configs/gpt2.py:124m-bench [--batch 16] [--steps 20] [--config.x=y ...]
+
+Synthetic tokens, the config's sequence length and dtypes, AdamW: prints ms/step, tokens/s, MFU
+(PaLM's 6N + 12 L H Q T FLOPs per token over the chip's peak) and peak device memory; the median of
+`--steps` timed steps after `--warmup` untimed ones (the first compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+from scaling import config as config_lib
+from scaling import flops, metrics, sharding
+from scaling.errors import UserError
+from scaling.steps import Trainer
+from scaling.train import resolve
+
+
+def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
+  """Time `steps` train steps of `config` on one fixed batch of random tokens; returns the figures."""
+  config, _ = resolve(config)
+  mesh = sharding.make_mesh(config.mesh)
+  trainer = Trainer(config, mesh)
+  sharding.check_batch(config.train.batch_size, mesh, trainer.rules)
+  batch_size, seq = config.train.batch_size, config.data.seq_len
+  tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (batch_size, seq + 1), dtype=np.int32)
+  local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": np.ones((batch_size, seq), np.float32)}
+  rows = slice(jax.process_index() * batch_size // jax.process_count(),
+               (jax.process_index() + 1) * batch_size // jax.process_count())
+  batch = sharding.global_batch({k: v[rows] for k, v in local.items()}, mesh, trainer.rules)
+  state = trainer.init()
+  for _ in range(warmup):
+    state, out = trainer.train_step(state, batch)
+  jax.block_until_ready(out)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, out = trainer.train_step(state, batch)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+  step_s = statistics.median(times)
+  tokens_per_s = batch_size * seq / step_s
+  per_token = flops.flops_per_token(config.model, seq)
+  device = jax.local_devices()[0]
+  memory = (device.memory_stats() or {}).get("peak_bytes_in_use")
+  return {"config": f"{config.family}:{config.size}", "device": device.device_kind, "devices": jax.device_count(),
+          "batch": batch_size, "seq_len": seq, "N": flops.param_counts(config.model)["total"],
+          "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
+          "mfu": metrics.mfu(per_token, tokens_per_s, jax.device_count(), device.device_kind),
+          "peak_memory_bytes": memory, "final_loss": float(out["loss"])}
+
+
+def format_result(r: dict) -> str:
+  mfu = "n/a (unknown peak)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+  memory = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**30:.2f} GiB"
+  return (f"{r['config']} on {r['devices']} x {r['device']}: batch {r['batch']} x seq {r['seq_len']}, "
+          f"N = {r['N']:,}\n  {r['ms_per_step']:.1f} ms/step  {r['tokens_per_s']:,.0f} tokens/s  "
+          f"MFU {mfu}  peak memory {memory}")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n")[1])
+  parser.add_argument("--config", required=True, help="configs/<family>.py:<size>")
+  parser.add_argument("--batch", type=int, help="global batch in sequences (default: the config's)")
+  parser.add_argument("--seq", type=int, help="sequence length (default: the config's)")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
+  parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+  args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+  extra = {"train.batch_size": args.batch, "data.seq_len": args.seq}
+  try:
+    config = config_lib.load(args.config, overrides + [f"--config.{k}={v}" for k, v in extra.items() if v])
+    print(format_result(benchmark(config, args.steps, args.warmup)))
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
