@@ -32,6 +32,10 @@ def rows(batches) -> list[tuple]:
   return [tuple(np.append(b["inputs"][r], b["targets"][r, -1])) for b in batches for r in range(len(b["inputs"]))]
 
 
+def _take(iterator, count):
+  return [next(iterator) for _ in range(count)]
+
+
 def all_windows(config, split) -> list[tuple]:
   """Every window of the split, in order, as rows."""
   windows = pipeline.window_source(config, split)
@@ -237,11 +241,6 @@ def test_two_processes_get_disjoint_covering_shares(files_config):
   assert Counter(first_epoch) == every  # the shares are disjoint and cover the epoch
 
 
-
-def _take(iterator, count):
-  return [next(iterator) for _ in range(count)]
-
-
 @pytest.mark.parametrize("dataset,workers", [("files", 0), ("synthetic", 0), ("synthetic", 2)])
 def test_restoring_the_iterator_state_yields_the_next_batch(files_config, dataset, workers):
   config = files_config(dataset=dataset, seq_len=8, batch_size=4, num_workers=workers)
@@ -251,9 +250,11 @@ def test_restoring_the_iterator_state_yields_the_next_batch(files_config, datase
   expected = _take(iterator, 2)
   restored = data.train_iterator(config)
   restored.set_state(state)
-  for want, got in zip(expected, _take(restored, 2)):
+  in_process = _take(data.train_iterator(files_config(dataset=dataset, seq_len=8, batch_size=4)), 7)[5:]
+  for want, got, same in zip(expected, _take(restored, 2), in_process):  # workers change nothing
     for key in want:
       np.testing.assert_array_equal(want[key], got[key])
+      np.testing.assert_array_equal(want[key], same[key])
   iterator.close()
   restored.close()
 
@@ -352,10 +353,23 @@ def test_batch_not_divisible_by_processes():
     data.train_iterator(make_config(dataset="synthetic", batch_size=4), 0, 3)
 
 
-def test_missing_validation_split(text_files, tmp_path):
-  config = make_config(dataset="files", files=str(text_files["root"] / "doc00.txt"), data_dir=str(tmp_path))
-  with pytest.raises(DataError, match="has no validation or test split"):
-    data.eval_batches(config)
+def test_one_file_trains_without_evaluation(text_files, tmp_path, caplog):
+  config = make_config(dataset="files", files=str(text_files["root"] / "doc00.txt"), data_dir=str(tmp_path),
+                       seq_len=8)
+  assert next(data.train_iterator(config))["inputs"].shape == (4, 8)
+  assert list(data.eval_batches(config)) == []
+  assert "has no validation or test split" in caplog.text
+
+
+def test_short_validation_split_is_one_padded_window(tmp_path):
+  held_out, kept = sorted(["a.txt", "b.txt"], key=sources._unit_hash)  # val_fraction ~0 holds out the first
+  (tmp_path / held_out).write_text("short")
+  (tmp_path / kept).write_text("long " * 100)
+  config = make_config(dataset="files", files=str(tmp_path / "*.txt"), data_dir=str(tmp_path / "tfds"),
+                       val_fraction=1e-9, seq_len=64)
+  [batch] = data.eval_batches(config)
+  assert data.get_tokenizer(config.data).decode(batch["inputs"][0]) == "short"
+  assert batch["weights"].sum() == len("short") and batch["weights"][1:].sum() == 0  # 5 targets: hort + EOS
 
 
 def test_jsonl_without_the_text_field(text_files, tmp_path):

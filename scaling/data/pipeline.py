@@ -10,21 +10,25 @@ restoring it yields exactly the next batch. Evaluation walks the split's windows
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import sys
 from collections.abc import Iterator
 
 import grain
-from absl import flags
 import numpy as np
+from absl import flags
 
 from scaling.data import synthetic
 from scaling.data.errors import DataError
 from scaling.data.tokenizer import get_tokenizer
 
+log = logging.getLogger("scaling.data")
+
 
 def window_source(config, split: str):
-  """The window source of `split` ('train' | 'validation') of config.data.dataset."""
+  """The window source of `split` ('train' | 'validation') of config.data.dataset (None: the dataset
+  has no held-out split)."""
   d = config.data
   if d.dataset == "synthetic":
     return synthetic.SyntheticWindows(d.seq_len, config.seed, split)
@@ -59,7 +63,8 @@ def train_iterator(config, process_index: int = 0, process_count: int = 1) -> gr
   read = functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
   batches = numbers[process_index::process_count].batch(b, drop_remainder=True).map(read)
   d = config.data
-  ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=d.prefetch))
+  threads = 1 if d.prefetch else 0  # one thread prepares batches while the step runs; a batch is one gather
+  ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=d.prefetch))
   if d.num_workers:
     if not flags.FLAGS.is_parsed():  # Grain's worker processes read its absl flags; the defaults do
       flags.FLAGS.mark_as_parsed()
@@ -78,6 +83,10 @@ def eval_batches(config, process_index: int = 0, process_count: int = 1) -> Iter
   b = local_batch_size(config, process_count)
   batch = config.train.batch_size
   source = window_source(config, "validation")
+  if source is None:
+    log.warning("config.data.dataset=%r has no validation or test split (too few files, or"
+                " config.data.val_fraction=0?): no evaluation", config.data.dataset)
+    return iter(())
   num_batches = math.ceil(source.num_windows / batch)
   if config.train.eval_batches:
     num_batches = min(num_batches, config.train.eval_batches)

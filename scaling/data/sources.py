@@ -17,8 +17,10 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
+import functools
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -37,6 +39,7 @@ from scaling.data.errors import DataError
 from scaling.data.tokenizer import get_tokenizer, token_dtype
 
 log = logging.getLogger("scaling.data")
+tfds.display_progress_bar(False)  # builds report in one log line each instead
 EVAL_SPLITS = ("validation", "test")  # the first one a dataset has is evaluated
 _READ_CHUNK = 1024  # documents read and tokenized at a time when building a token cache
 
@@ -53,9 +56,6 @@ def _locked(path: str):
   with open(path, "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     yield
-
-
-tfds.display_progress_bar(False)  # builds report in one line each instead
 
 
 @contextlib.contextmanager
@@ -96,7 +96,7 @@ class TextFilesConfig(tfds.core.BuilderConfig):
 
 
 def _read_text(path: str) -> str | None:
-  """The file as text, or None (with the reason logged by the caller) when unreadable or not UTF-8."""
+  """The file as text, or None when it is unreadable or not UTF-8."""
   try:
     with open(path, "rb") as f:
       return f.read().decode("utf-8")
@@ -184,7 +184,7 @@ def _files_config(data_config) -> TextFilesConfig:
   paths = sorted(os.path.relpath(p, root) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
   if not paths:
     raise DataError(f"config.data.files={data_config.files!r} matches no files")
-  stats = [(os.stat(os.path.join(root, p)).st_size, os.stat(os.path.join(root, p)).st_mtime_ns) for p in paths]
+  stats = [(st.st_size, st.st_mtime_ns) for st in (os.stat(os.path.join(root, p)) for p in paths)]
   name = _fingerprint(root, paths, stats, data_config.text_field, data_config.val_fraction)
   return TextFilesConfig(name=name, description=pattern, root=root, paths=tuple(paths),
                          text_field=data_config.text_field, val_fraction=data_config.val_fraction)
@@ -246,26 +246,29 @@ def builder(data_config) -> tfds.core.DatasetBuilder:
   return make(data_config, data_dir(data_config))
 
 
-def split_name(ds_builder: tfds.core.DatasetBuilder, split: str) -> str:
-  """'train', or for 'validation' the first of EVAL_SPLITS the dataset has."""
+def split_name(ds_builder: tfds.core.DatasetBuilder, split: str) -> str | None:
+  """'train' (which must exist), or for 'validation' the first of EVAL_SPLITS the dataset has (None: none)."""
   available = ds_builder.info.splits
-  wanted = ("train",) if split == "train" else EVAL_SPLITS
-  found = next((s for s in wanted if s in available), None)
-  if found is None:
-    hint = " (too few files or config.data.val_fraction=0?)" if isinstance(ds_builder, TextFiles) else ""
-    raise DataError(f"dataset {ds_builder.name} has no {' or '.join(wanted)} split{hint};"
-                    f" it has: {', '.join(available) or 'none'}")
-  return found
+  if split != "train":
+    return next((s for s in EVAL_SPLITS if s in available), None)
+  if "train" not in available:
+    raise DataError(f"dataset {ds_builder.name} has no train split; it has: {', '.join(available) or 'none'}")
+  return "train"
+
+
+def _document_chunks(ds_builder: tfds.core.DatasetBuilder, data_config, split: str) -> Iterator[list[bytes]]:
+  """The raw documents (UTF-8 bytes) of the dataset's split named `split`, in storage order, in chunks."""
+  source = ds_builder.as_data_source(split)
+  field = "text" if isinstance(ds_builder, TextFiles) else data_config.text_field
+  for start in range(0, len(source), _READ_CHUNK):
+    yield [record[field] for record in source.__getitems__(range(start, min(start + _READ_CHUNK, len(source))))]
 
 
 def documents(data_config, split: str) -> Iterator[bytes]:
-  """The raw documents of `split` (UTF-8 bytes), in storage order."""
+  """The raw documents (UTF-8 bytes) of `split` ('train' | 'validation'), in storage order."""
   ds_builder = builder(data_config)
-  source = ds_builder.as_data_source(split_name(ds_builder, split))
-  field = "text" if isinstance(ds_builder, TextFiles) else data_config.text_field
-  for start in range(0, len(source), _READ_CHUNK):
-    for record in source.__getitems__(range(start, min(start + _READ_CHUNK, len(source)))):
-      yield record[field]
+  name = split_name(ds_builder, split)
+  return itertools.chain.from_iterable(_document_chunks(ds_builder, data_config, name) if name else ())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -278,46 +281,42 @@ def _cache_root(directory: str) -> str:
   return os.path.join(directory, "tokens")
 
 
-def _write_tokens(data_config, split: str, tokenizer, path: str) -> None:
-  """Tokenize the split's documents into `path`/{tokens.bin, doc_ends.npy, meta.json}, atomically."""
+def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str) -> None:
+  """Tokenize documents into `path`/{tokens.bin, doc_ends.npy, meta.json}, atomically."""
   start = time.time()
   tmp = f"{path}.tmp-{uuid.uuid4().hex}"
   os.makedirs(tmp)
   dtype = token_dtype(tokenizer.vocab_size)
-  ends, total, chunk = [], 0, []
+  ends, total = [], 0
   with open(os.path.join(tmp, "tokens.bin"), "wb") as out:
-    def flush():
-      nonlocal total
+    for chunk in chunks:
       for ids in tokenizer.encode_batch(chunk):
         out.write(np.append(ids, tokenizer.eos_id).astype(dtype).tobytes())
         total += len(ids) + 1
         ends.append(total)
-      chunk.clear()
-    for document in documents(data_config, split):
-      chunk.append(document)
-      if len(chunk) == _READ_CHUNK:
-        flush()
-    flush()
   np.save(os.path.join(tmp, "doc_ends.npy"), np.asarray(ends, np.int64))
   with open(os.path.join(tmp, "meta.json"), "w") as f:
     json.dump({"num_tokens": total, "num_documents": len(ends), "dtype": dtype.name,
                "tokenizer": tokenizer.key, "seconds": time.time() - start}, f)
   os.rename(tmp, path)
-  log.info("tokenized %s %s: %d documents, %d tokens (%s) in %.1fs into %s", data_config.dataset, split,
-           len(ends), total, tokenizer.key, time.time() - start, path)
+  log.info("tokenized %d documents, %d tokens (%s) in %.1fs into %s", len(ends), total, tokenizer.key,
+           time.time() - start, path)
 
 
-def token_cache(data_config, split: str) -> str:
-  """The directory of `split`'s token cache for config.data.tokenizer, built if need be."""
+def token_cache(data_config, split: str) -> str | None:
+  """The directory of `split`'s token cache for config.data.tokenizer, built if need be (None: the
+  dataset has no such split)."""
   ds_builder = builder(data_config)
   tokenizer = get_tokenizer(data_config)
   split = split_name(ds_builder, split)
+  if split is None:
+    return None
   dataset_id = hashlib.sha256(str(ds_builder.data_path).encode()).hexdigest()[:12]
   path = os.path.join(_cache_root(data_dir(data_config)), f"{ds_builder.name}-{dataset_id}-{split}-{tokenizer.key}")
   if not os.path.isdir(path):
     with _locked(f"{path}.lock"):
       if not os.path.isdir(path):
-        _write_tokens(data_config, split, tokenizer, path)
+        _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path)
   return path
 
 
@@ -355,9 +354,14 @@ class TokenWindows:
     self.num_windows = math.ceil(cache.num_tokens / self.window)
 
   @classmethod
-  def open(cls, data_config, split: str) -> TokenWindows:
-    cache = TokenCache(token_cache(data_config, split))
-    if cache.num_tokens < data_config.seq_len + 1:
+  def open(cls, data_config, split: str) -> TokenWindows | None:
+    """The windows of `split` (None: the dataset has no held-out split); a training split must fill
+    one window, a held-out split may be shorter (its one window is padded)."""
+    path = token_cache(data_config, split)
+    if path is None:
+      return None
+    cache = TokenCache(path)
+    if split == "train" and cache.num_tokens < data_config.seq_len + 1:
       raise DataError(f"config.data.seq_len={data_config.seq_len} needs {data_config.seq_len + 1} tokens, but"
                       f" the {split} split of {data_config.dataset} has {cache.num_tokens}; lower seq_len or add data")
     return cls(cache, data_config.seq_len)
@@ -375,5 +379,8 @@ def tokenized_documents(data_config, split: str) -> grain.MapDataset:
   cache = TokenCache(token_cache(data_config, split))
   ends = cache.doc_ends()
   starts = np.concatenate([[0], ends[:-1]])
-  return grain.MapDataset.range(len(ends)).map(
-      lambda i: np.asarray(cache.tokens[starts[i]:ends[i] - 1], np.int32))
+  return grain.MapDataset.range(len(ends)).map(functools.partial(_document, cache, starts, ends))
+
+
+def _document(cache: TokenCache, starts: np.ndarray, ends: np.ndarray, i: int) -> np.ndarray:
+  return np.asarray(cache.tokens[starts[i]:ends[i] - 1], np.int32)

@@ -10,9 +10,9 @@ vocabulary (it keys the token caches), `encode(str | bytes) -> int32 array`, `en
 from __future__ import annotations
 
 import argparse
-import logging
 import hashlib
 import io
+import logging
 import os
 import sys
 import time
@@ -98,21 +98,21 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _sentences(documents: Iterable[bytes], max_chars: int, max_bytes: int) -> Iterator[str]:
-  """Chunks of whole lines (newlines kept, so SentencePiece learns indentation), at most
-  `max_bytes` of UTF-8 each, until `max_chars` characters in all."""
+  """Runs of whole lines (newlines kept, so SentencePiece learns indentation) of at most `max_bytes`
+  of UTF-8 each, stopping after the document that brings the total past `max_chars` characters."""
   total = 0
   for doc in documents:
-    chunk = ""
+    lines, size = [], 0
     for line in doc.decode("utf-8", errors="replace").splitlines(keepends=True):
-      line = line[:max_bytes // 4]  # a line too long for one sentence is cut (4 bytes per char at most)
-      if len((chunk + line).encode("utf-8")) > max_bytes:
-        yield chunk
-        total += len(chunk)
-        chunk = ""
-      chunk += line
-    if chunk:
-      yield chunk
-      total += len(chunk)
+      line = line[:max_bytes // 4]  # a line too long for a sentence is cut (4 bytes per char at most)
+      if lines and size + len(line.encode("utf-8")) > max_bytes:
+        yield "".join(lines)
+        lines, size = [], 0
+      lines.append(line)
+      size += len(line.encode("utf-8"))
+      total += len(line)
+    if lines:
+      yield "".join(lines)
     if total >= max_chars:
       return
 
