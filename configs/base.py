@@ -44,7 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.logits_chunk = 0  # >0: compute the loss over this many positions at a time (never all fp32 logits)
 
   d = c.data = ml_collections.ConfigDict()
-  d.dataset = "synthetic"  # synthetic | pystdlib | files | any TFDS dataset name
+  d.dataset = "pystdlib"  # pystdlib (built-in corpus) | synthetic | files | any TFDS dataset name
   d.data_dir = ""  # TFDS data_dir; '' = $SCALING_DATA_DIR or ~/.cache/scaling/tfds
   d.files = ""  # glob of local files for dataset=files (.txt, .py, .md, .jsonl)
   d.text_field = "text"  # field holding the text in .jsonl files and TFDS examples
