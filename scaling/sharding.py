@@ -7,14 +7,17 @@ are constrained inside the forward pass through `constrain`, active only under `
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import os
 
 import jax
 import numpy as np
-from jax.experimental import mesh_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from scaling.errors import UserError
@@ -48,38 +51,48 @@ def validate_mesh_config(mesh_config) -> None:
 
 
 def mesh_shape(mesh_config, num_devices: int) -> dict[str, int]:
-  """Axis sizes with -1 resolved; the product must be the device count (over all slices)."""
-  per_slice, dcn = num_devices // mesh_config.dcn_data, mesh_config.dcn_data
+  """Axis sizes with -1 resolved. The sizes are per slice (ICI); the data axis is then multiplied by
+  dcn_data, the number of slices (TPU) or processes (GPU, CPU) it spans over the slower network."""
+  dcn = mesh_config.dcn_data
   if num_devices % dcn:
     raise MeshError(f"config.mesh.dcn_data={dcn} does not divide the {num_devices} devices")
+  per_slice, where = num_devices // dcn, f"{num_devices // dcn} devices{' per slice' if dcn > 1 else ''}"
   sizes = {a: mesh_config[a] for a in MESH_AXES}
-  known = math.prod(s for s in sizes.values() if s != -1)
+  fixed = {a: s for a, s in sizes.items() if s != -1}
+  shape = " x ".join(f"{a}={s}" for a, s in fixed.items())
   for axis, size in sizes.items():
     if size == -1:
-      if per_slice % known:
-        raise MeshError(f"config.mesh: the fixed axes (product {known}) do not divide the {per_slice} devices per slice")
-      sizes[axis] = per_slice // known
+      if per_slice % math.prod(fixed.values()):
+        raise MeshError(f"config.mesh: {shape} = {math.prod(fixed.values())} does not divide the {where}, "
+                        f"so {axis}=-1 has no size; make the product of the other axes divide {per_slice}")
+      sizes[axis] = per_slice // math.prod(fixed.values())
   if math.prod(sizes.values()) != per_slice:
-    shape = " x ".join(f"{a}={s}" for a, s in sizes.items())
-    raise MeshError(f"config.mesh: {shape} = {math.prod(sizes.values())} devices, but there are {per_slice}"
-                    f"{' per slice' if dcn > 1 else ''}; make the product {per_slice} (or set one axis to -1)")
+    raise MeshError(f"config.mesh: {shape} = {math.prod(sizes.values())} devices, but there are {where}; "
+                    f"make the product {per_slice} (or set one axis to -1)")
   sizes["data"] *= dcn
   return sizes
 
 
 def make_mesh(mesh_config, devices=None) -> Mesh:
-  """The (data, fsdp, tensor) mesh; with dcn_data > 1 a hybrid mesh whose data axis spans slices."""
+  """The (data, fsdp, tensor) mesh, laid out by mesh_utils so the tensor axis gets the fastest links;
+  with dcn_data > 1 a hybrid mesh whose data axis also spans the slices (or processes)."""
   devices = list(devices if devices is not None else jax.devices())
   sizes = mesh_shape(mesh_config, len(devices))
-  shape = [sizes[a] for a in MESH_AXES]
-  if mesh_config.dcn_data > 1:
-    ici = [sizes["data"] // mesh_config.dcn_data, sizes["fsdp"], sizes["tensor"]]
-    grid = mesh_utils.create_hybrid_device_mesh(ici, [mesh_config.dcn_data, 1, 1], devices,
-                                                process_is_granule=devices[0].platform != "tpu")
+  dcn = mesh_config.dcn_data
+  if dcn > 1:
+    granule = "slice_index" if devices[0].platform == "tpu" else "process_index"
+    found = len({getattr(d, granule) for d in devices})
+    if found != dcn:
+      raise MeshError(f"config.mesh.dcn_data={dcn}, but the devices span {found} "
+                      f"{'slice(s)' if granule == 'slice_index' else 'process(es)'}; set it to {found}")
+    ici = [sizes["data"] // dcn, sizes["fsdp"], sizes["tensor"]]
+    grid = mesh_utils.create_hybrid_device_mesh(ici, [dcn, 1, 1], devices, process_is_granule=granule == "process_index",
+                                                allow_split_physical_axes=True)
   else:
+    shape = [sizes[a] for a in MESH_AXES]
     try:
       grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
-    except (ValueError, NotImplementedError, AssertionError):  # topologies mesh_utils cannot place
+    except (ValueError, NotImplementedError, AssertionError):  # TPU topologies mesh_utils cannot place
       grid = np.asarray(devices).reshape(shape)
   return Mesh(grid, MESH_AXES)
 
@@ -93,8 +106,10 @@ def spec(axes, rules, shape=None, mesh: Mesh | None = None, what: str = "array")
     if shape is not None and mesh is not None and mesh_axes:
       ways = math.prod(mesh.shape[a] for a in mesh_axes)
       if shape[i] % ways:
-        raise MeshError(f"{what}: dimension '{name}' of size {shape[i]} is not divisible by mesh axis "
-                        f"{'x'.join(mesh_axes)}={ways}; change the model size, the mesh or config.mesh.rules.{name}")
+        split = " x ".join(f"{a}={mesh.shape[a]}" for a in mesh_axes)
+        raise MeshError(f"{what}: dimension '{name}' of size {shape[i]} is not divisible by mesh "
+                        f"{'axes' if len(mesh_axes) > 1 else 'axis'} {split}; change the model size, the mesh "
+                        f"or config.mesh.rules.{name}")
     parts.append(mesh_axes[0] if len(mesh_axes) == 1 else (mesh_axes or None))
   return PartitionSpec(*parts)
 
@@ -121,10 +136,13 @@ def use_rules(mesh: Mesh, rules):
 
 
 def constrain(x: jax.Array, axes) -> jax.Array:
+  """Pin activation `x` (one logical name or None per dimension) to the mesh by the active rules.
+
+  The shape is checked: XLA would silently replicate a dimension its mesh axes do not divide."""
   if not _ACTIVE:
     return x
   mesh, rules = _ACTIVE[-1]
-  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec(axes, rules)))
+  return jax.lax.with_sharding_constraint(x, named(mesh, rules, axes, x.shape, "activation"))
 
 
 def param_shardings(abstract_state, mesh: Mesh, rules):
@@ -157,19 +175,41 @@ def check_batch(batch_size: int, mesh: Mesh, rules) -> None:
 
 
 def bytes_per_device(tree) -> int:
-  """Bytes of `tree`'s arrays held on the first local device (the most loaded one for even splits)."""
-  device = jax.local_devices()[0]
-  return sum(s.data.nbytes for a in jax.tree.leaves(tree) for s in a.addressable_shards if s.device == device)
+  """Bytes of `tree`'s arrays held by the most loaded of this process's devices."""
+  held = collections.Counter()
+  for array in jax.tree.leaves(tree):
+    for shard in array.addressable_shards:
+      held[shard.device] += shard.data.nbytes
+  return max(held.values(), default=0)
+
+
+def check_processes_agree(config) -> None:
+  """Every process must run the same config (so the same seeds); only `distributed` may differ."""
+  if jax.process_count() == 1:
+    return
+  fields = {k: v for k, v in config.to_dict().items() if k != "distributed"}
+  digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).digest()
+  digests = multihost_utils.process_allgather(np.frombuffer(digest, np.uint8))
+  differ = [p for p, d in enumerate(digests) if not np.array_equal(d, digests[0])]
+  if differ:
+    raise UserError(f"distributed: process(es) {', '.join(map(str, differ))} run a different config from process 0; "
+                    "start every process with the same --config and overrides")
 
 
 def initialize_distributed(dist_config) -> None:
-  """Start jax.distributed when there is more than one process: an explicit coordinator (config or
-  SCALING_COORDINATOR / SCALING_NUM_PROCESSES / SCALING_PROCESS_ID), else SLURM or a TPU pod."""
-  address = dist_config.coordinator_address or os.environ.get("SCALING_COORDINATOR", "")
-  num = dist_config.num_processes or int(os.environ.get("SCALING_NUM_PROCESSES", "0"))
-  pid = dist_config.process_id if dist_config.process_id >= 0 else int(os.environ.get("SCALING_PROCESS_ID", "-1"))
-  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ
-  tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ["TPU_WORKER_HOSTNAMES"]
+  """Start jax.distributed when there is more than one process, before anything touches a device.
+
+  An explicit coordinator (config.distributed.* or SCALING_COORDINATOR / SCALING_NUM_PROCESSES /
+  SCALING_PROCESS_ID) wins; else an srun step of several SLURM tasks, or a multi-host TPU slice on
+  GKE or several slices (Megascale), whose environment tells jax the rest. A Cloud TPU VM pod forms
+  itself without it."""
+  env = os.environ
+  address = dist_config.coordinator_address or env.get("SCALING_COORDINATOR", "")
+  num = dist_config.num_processes or int(env.get("SCALING_NUM_PROCESSES", "0"))
+  pid = dist_config.process_id if dist_config.process_id >= 0 else int(env.get("SCALING_PROCESS_ID", "-1"))
+  slurm = int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1  # set by srun, not in the batch script itself
+  tpu_hosts = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES", "")
+  tpu_pod = "," in tpu_hosts or "MEGASCALE_COORDINATOR_ADDRESS" in env
   if not (address or slurm or tpu_pod):
     return
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process CPU arrays need it

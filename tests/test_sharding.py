@@ -1,0 +1,317 @@
+"""Sharding (issue #4): meshes, the rules table, sharded initialisation, multi-host, one-line errors.
+
+Tests that need several devices run in subprocesses, because XLA_FLAGS must be set before jax is
+imported: tests/sharding_worker.py for the 8-device meshes, the training CLI for multi-host and errors.
+"""
+
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from configs import base
+from scaling import sharding
+from scaling.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_VARIABLES = ("SLURM_", "SCALING_", "TPU_", "MEGASCALE_")  # prefixes of what initialize_distributed reads
+TIMEOUT_S = 420  # every subprocess group is killed after this, whatever happens
+
+
+def subprocess_env(devices: int, **extra) -> dict:
+  """This environment with `devices` CPU devices and no cluster variables, plus `extra`."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARIABLES)}
+  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu", **extra)
+  return env
+
+
+def run_all(commands: dict, logs: Path, timeout: float = TIMEOUT_S) -> dict:
+  """Run {name: (argv, env)} concurrently; -> {name: (returncode, stderr)}. Kills all on the way out."""
+  logs.mkdir(parents=True, exist_ok=True)
+  procs = {}
+  try:
+    for name, (argv, env) in commands.items():
+      with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
+        procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=err)
+    for proc in procs.values():
+      proc.wait(timeout=timeout)  # the first ones' waits use up most of the bound; the rest have ended
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  return {name: (proc.returncode, (logs / f"{name}.err").read_text()) for name, proc in procs.items()}
+
+
+def check_ok(outcomes: dict) -> None:
+  for name, (code, stderr) in outcomes.items():
+    assert code == 0, f"{name} exited {code}:\n{stderr[-3000:]}"
+
+
+# ---------------------------------------------------------------- 8 devices, one process
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+  out = tmp_path_factory.mktemp("sharding_worker")
+  argv = [sys.executable, str(ROOT / "tests" / "sharding_worker.py"), str(out)]
+  check_ok(run_all({"worker": (argv, subprocess_env(8))}, out))
+  return json.loads((out / "results.json").read_text()), dict(np.load(out / "arrays.npz"))
+
+
+def test_losses_and_gradients_equal_on_every_mesh(worker):
+  results, arrays = worker
+  meshes = results["meshes"]
+  assert {name: m["mesh"] for name, m in meshes.items()} == {
+      "1": {"data": 1, "fsdp": 1, "tensor": 1}, "data=8": {"data": 8, "fsdp": 1, "tensor": 1},
+      "fsdp=8": {"data": 1, "fsdp": 8, "tensor": 1}, "data=2,fsdp=2,tensor=2": {"data": 2, "fsdp": 2, "tensor": 2},
+      "fsdp=2,tensor=4": {"data": 1, "fsdp": 2, "tensor": 4}}
+  reference = meshes["1"]
+  assert abs(reference["losses"][0] - np.log(256)) < 0.1  # an untrained model on uniform random tokens
+  leaves = sorted(k[len("1/"):] for k in arrays if k.startswith("1/"))
+  assert len(leaves) == 2 * 11  # gradients and parameters: embed, final norm; 2 norms, q, k, v, o, up, gate, down
+  for name, mesh in meshes.items():
+    # Observed: losses within 1e-6, gradients within 1e-6 of their largest entry, parameters 4e-6.
+    np.testing.assert_allclose(mesh["losses"], reference["losses"], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(mesh["grad_norms"], reference["grad_norms"], rtol=1e-5, err_msg=name)
+    for leaf in leaves:
+      want, got = arrays[f"1/{leaf}"], arrays[f"{name}/{leaf}"]
+      # parameters: 5e-5 is 5% of one step's update (lr 1e-3); gradients: relative to the largest
+      atol = 1e-5 * np.abs(want).max() if leaf.startswith("grads") else 5e-5
+      np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{name} {leaf}")
+
+
+EXPECTED = {  # parameter -> (its logical axes ->) its PartitionSpec under the default rules
+    "['embed']": ("tensor", "fsdp"),  # (vocab, embed)
+    "['attn']['q']['kernel']": ("fsdp", "tensor", None),  # (embed, heads, head_dim)
+    "['attn']['k']['kernel']": ("fsdp", "tensor", None),  # (embed, kv_heads, head_dim)
+    "['attn']['v']['kernel']": ("fsdp", "tensor", None),
+    "['attn']['o']['kernel']": ("tensor", None, "fsdp"),  # (heads, head_dim, embed)
+    "['mlp']['up']['kernel']": ("fsdp", "tensor"),  # (embed, mlp)
+    "['mlp']['gate']['kernel']": ("fsdp", "tensor"),
+    "['mlp']['down']['kernel']": ("tensor", "fsdp"),  # (mlp, embed)
+    "['scale']": (None,),  # (norm,)
+}
+
+
+def test_state_shardings_follow_the_rules(worker):
+  results, _ = worker
+  for name, mesh in results["meshes"].items():
+    for path, spec in mesh["specs"].items():
+      if path.endswith(("['step']", ".count")):  # scalars
+        assert spec == str(PartitionSpec()), (name, path)
+        continue
+      assert "['params']" in path or ".mu[" in path or ".nu[" in path, path  # Adam's moments follow the params
+      [expected] = [axes for suffix, axes in EXPECTED.items() if path.endswith(suffix)]
+      assert spec == str(PartitionSpec(*expected)), (name, path)
+    # and the arrays are split that way: each dimension divided by its mesh axes' sizes
+    full = results["meshes"]["1"]["shard_shapes"]
+    for path, shape in mesh["shard_shapes"].items():
+      [axes] = [axes for suffix, axes in EXPECTED.items() if path.endswith(suffix)]
+      ways = [mesh["mesh"][a] if a else 1 for a in axes]
+      assert shape == [n // w for n, w in zip(full[path], ways)], (name, path)
+  up = "['blocks'][0]['mlp']['up']['kernel']"  # (embed 64, mlp 128)
+  assert results["meshes"]["fsdp=2,tensor=4"]["shard_shapes"][up] == [32, 32]
+  assert results["meshes"]["fsdp=8"]["shard_shapes"][up] == [8, 128]
+
+
+def test_activations_are_constrained(worker):
+  results, _ = worker
+  # data=2 x fsdp=2 x tensor=2, batch 16 x length 32: rows over data x fsdp, logits' vocab over tensor
+  assert results["meshes"]["data=2,fsdp=2,tensor=2"]["activations"] == {"hidden": [4, 32, 64], "logits": [4, 32, 128]}
+
+
+def test_activation_not_divisible_is_one_line(worker):
+  results, _ = worker  # 16 rows in 4 microbatches of 4 on data=8
+  assert results["indivisible_activation"] == (
+      "activation: dimension 'batch' of size 4 is not divisible by mesh axes data=8 x fsdp=1; "
+      "change the model size, the mesh or config.mesh.rules.batch")
+
+
+def test_fsdp_memory_and_sharded_init(worker):
+  memory = worker[0]["meshes"]["fsdp=8"]["memory"]
+  ratio = memory["per_device"] / (memory["total"] / 8)
+  assert ratio <= 1.15, f"per-device bytes {memory['per_device']:,} = {ratio:.3f} x total / 8"
+  # no device ever holds a whole parameter while initialising: the largest array in init's program is
+  # the largest parameter's 1/8 shard
+  assert memory["init_largest"] == memory["largest"] // 8
+
+
+# ---------------------------------------------------------------- multi-host, and the CLI's errors
+
+def train_argv(workdir: Path, *overrides: str) -> list[str]:
+  return [sys.executable, "-m", "scaling.train", "--config=configs/lm.py:50k", f"--workdir={workdir}",
+          "--config.data.dataset=synthetic", "--config.data.seq_len=64", "--config.train.batch_size=8",
+          "--config.train.steps=3", "--config.optim.warmup_steps=1", "--config.train.log_every=1",
+          "--config.train.eval_batches=1", "--config.train.progress=false", *overrides]
+
+
+def free_port(low: int = 20000, high: int = 60000) -> int:
+  while True:
+    port = random.randint(low, high)
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", port))
+      except OSError:
+        continue
+    return port
+
+
+SLURM_PORT_BASE = 65535 - 2**12 + 1  # jax's SLURM coordinator port: this + SLURM_JOB_ID % 4096
+
+
+@pytest.fixture(scope="module")
+def multihost(tmp_path_factory):
+  """A 4-device single process, and pairs of 2-device processes: an explicit coordinator on a data=4
+  mesh; an srun-like SLURM step on a hybrid mesh (data over the 2 processes x fsdp=2 within each); and
+  an explicit pair whose process 1 was given another seed."""
+  root = tmp_path_factory.mktemp("multihost")
+  commands = {"single": (train_argv(root / "single", "--config.mesh.data=4", "--config.mesh.fsdp=1"),
+                         subprocess_env(4))}
+  coordinator = f"127.0.0.1:{free_port()}"
+  for i in range(2):
+    commands[f"explicit{i}"] = (
+        train_argv(root / f"explicit{i}", "--config.mesh.data=4", "--config.mesh.fsdp=1"),
+        subprocess_env(2, SCALING_COORDINATOR=coordinator, SCALING_NUM_PROCESSES="2", SCALING_PROCESS_ID=str(i)))
+  slurm_job = free_port(SLURM_PORT_BASE, 65535) - SLURM_PORT_BASE
+  for i in range(2):
+    commands[f"slurm{i}"] = (
+        train_argv(root / f"slurm{i}", "--config.mesh.dcn_data=2", "--config.mesh.data=1", "--config.mesh.fsdp=2"),
+        subprocess_env(2, SLURM_JOB_ID=str(slurm_job), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+                       SLURM_STEP_NUM_TASKS="2", SLURM_PROCID=str(i), SLURM_LOCALID=str(i)))
+  coordinator = f"127.0.0.1:{free_port()}"
+  for i in range(2):
+    commands[f"disagree{i}"] = (
+        train_argv(root / f"disagree{i}", "--config.mesh.data=4", "--config.mesh.fsdp=1", f"--config.seed={i}"),
+        subprocess_env(2, SCALING_COORDINATOR=coordinator, SCALING_NUM_PROCESSES="2", SCALING_PROCESS_ID=str(i)))
+  return root, run_all(commands, root / "logs")
+
+
+def losses(workdir: Path) -> list[tuple[int, str, float]]:
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [(r["step"], r["split"], r["loss"]) for r in records]
+
+
+@pytest.mark.parametrize("pair", ["explicit", "slurm"])
+def test_two_processes_match_one(multihost, pair):
+  root, outcomes = multihost
+  check_ok({name: outcomes[name] for name in ("single", f"{pair}0", f"{pair}1")})
+  want, got = losses(root / "single"), losses(root / f"{pair}0")
+  assert [(step, split) for step, split, _ in got] == [(2, "train"), (3, "train"), (3, "eval")]
+  assert [r[:2] for r in want] == [r[:2] for r in got]
+  np.testing.assert_allclose([r[2] for r in got], [r[2] for r in want], rtol=1e-5)
+  assert not (root / f"{pair}1").exists()  # only process 0 writes
+
+
+def test_processes_must_agree_on_the_config(multihost):
+  _, outcomes = multihost
+  for name in ("disagree0", "disagree1"):
+    code, stderr = outcomes[name]
+    assert code == 2, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "error: distributed: process(es) 1 run a different config from process 0; "
+        "start every process with the same --config and overrides")
+
+
+@pytest.fixture(scope="module")
+def cli_errors(tmp_path_factory):
+  """The training CLI on 8 devices with meshes or models that do not fit."""
+  root = tmp_path_factory.mktemp("cli_errors")
+  cases = {"indivisible": ["--config.mesh.tensor=3"], "product": ["--config.mesh.data=4", "--config.mesh.fsdp=4"],
+           "heads": ["--config.model.num_heads=12", "--config.model.head_dim=16", "--config.mesh.tensor=8"],
+           "dcn": ["--config.mesh.dcn_data=2"]}
+  return run_all({name: (train_argv(root / name, *args), subprocess_env(8)) for name, args in cases.items()},
+                 root / "logs", timeout=120)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("indivisible", "config.mesh: data=1 x tensor=3 = 3 does not divide the 8 devices, so fsdp=-1 has no size; "
+                    "make the product of the other axes divide 8"),
+    ("product", "config.mesh: data=4 x fsdp=4 x tensor=1 = 16 devices, but there are 8 devices; "
+                "make the product 8 (or set one axis to -1)"),
+    ("heads", "parameter blocks/0/attn/k/kernel: dimension 'kv_heads' of size 12 is not divisible by mesh axis "
+              "tensor=8; change the model size, the mesh or config.mesh.rules.kv_heads"),
+    ("dcn", "config.mesh.dcn_data=2, but the devices span 1 process(es); set it to 1"),
+])
+def test_cli_mesh_errors_are_one_line(cli_errors, case, message):
+  code, stderr = cli_errors[case]
+  assert code == 2
+  assert stderr.strip().splitlines() == [f"error: {message}"]
+
+
+# ---------------------------------------------------------------- in this process
+
+def mesh_config(**sizes):
+  config = base.get_config().mesh
+  config.update(sizes)
+  return config
+
+
+@pytest.mark.parametrize("sizes,devices,shape", [
+    ({}, 8, {"data": 1, "fsdp": 8, "tensor": 1}),  # the defaults: fsdp=-1
+    ({"data": 2, "tensor": 2}, 8, {"data": 2, "fsdp": 2, "tensor": 2}),
+    ({"data": -1, "fsdp": 1, "tensor": 4}, 8, {"data": 2, "fsdp": 1, "tensor": 4}),
+    ({"dcn_data": 2, "tensor": 2}, 16, {"data": 2, "fsdp": 4, "tensor": 2}),  # per slice: fsdp=-1 is 4
+    ({"dcn_data": 4, "data": 2, "fsdp": 1, "tensor": -1}, 32, {"data": 8, "fsdp": 1, "tensor": 4}),
+])
+def test_mesh_shape(sizes, devices, shape):
+  assert sharding.mesh_shape(mesh_config(**sizes), devices) == shape
+
+
+def test_rules_map_logical_axes():
+  rules = sharding.parse_rules(base.get_config().mesh.rules)
+  assert rules["batch"] == ("data", "fsdp") and rules["act_embed"] == ()
+  assert sharding.spec(("batch", "length", "act_embed"), rules) == PartitionSpec(("data", "fsdp"), None, None)
+  assert sharding.spec(("embed", "mlp"), rules) == PartitionSpec("fsdp", "tensor")
+  assert sharding.spec(("batch", "embed"), rules) == PartitionSpec(("data", "fsdp"), None)  # fsdp used once
+  assert sharding.spec(("norm", None), rules) == PartitionSpec(None, None)  # unlisted: replicated
+  edited = sharding.parse_rules(ml_collections.ConfigDict({"embed": "", "mlp": "fsdp,tensor"}))
+  assert sharding.spec(("embed", "mlp"), edited) == PartitionSpec(None, ("fsdp", "tensor"))
+
+
+def test_partition_spec_literals_only_in_the_sharding_module():
+  users = [path.relative_to(ROOT).as_posix() for path in (ROOT / "scaling").rglob("*.py")
+           if re.search(r"PartitionSpec|\bP\(", path.read_text())]
+  assert users == ["scaling/sharding.py"]
+
+
+def clear_cluster_env(monkeypatch):
+  for name in list(os.environ):
+    if name.startswith(CLUSTER_VARIABLES):
+      monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, None),
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}, None),  # the batch script, not an srun step
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"}, {}),
+    ({"TPU_WORKER_HOSTNAMES": "localhost"}, None),  # a single-host TPU VM
+    ({"TPU_WORKER_HOSTNAMES": "t0,t1"}, {}),  # a TPU slice of two hosts on GKE
+    ({"MEGASCALE_COORDINATOR_ADDRESS": "t0:8080"}, {}),  # several slices
+    ({"SCALING_COORDINATOR": "10.0.0.1:1234", "SCALING_NUM_PROCESSES": "4", "SCALING_PROCESS_ID": "3"},
+     {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}),
+])
+def test_initialize_distributed_detects_clusters(monkeypatch, env, expected):
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
+  clear_cluster_env(monkeypatch)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  sharding.initialize_distributed(base.get_config().distributed)
+  assert calls == ([] if expected is None else [expected])
+
+
+def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
+  clear_cluster_env(monkeypatch)
+  monkeypatch.setenv("SCALING_COORDINATOR", "10.0.0.1:1234")
+  with pytest.raises(UserError, match="set num_processes and process_id too"):
+    sharding.initialize_distributed(base.get_config().distributed)
