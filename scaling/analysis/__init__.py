@@ -1,0 +1,36 @@
+"""Scaling-law analysis: Chinchilla approaches 1-3, Kaplan L(N), uncertainty, predictions, plots, report.
+
+The command line is ``python -m scaling.analyze RESULTS.csv --out DIR`` (see ``scaling.analyze``).
+"""
+
+from scaling.analysis.fits import (
+  AnalysisError,
+  AnalysisWarning,
+  ChinchillaLaw,
+  Estimate,
+  Runs,
+  bootstrap_approach3,
+  fit_approach1,
+  fit_approach2,
+  fit_approach3,
+  fit_kaplan,
+  holdout_check,
+  make_runs,
+  predict,
+)
+
+__all__ = [
+  "AnalysisError",
+  "AnalysisWarning",
+  "ChinchillaLaw",
+  "Estimate",
+  "Runs",
+  "bootstrap_approach3",
+  "fit_approach1",
+  "fit_approach2",
+  "fit_approach3",
+  "fit_kaplan",
+  "holdout_check",
+  "make_runs",
+  "predict",
+]

@@ -1,0 +1,801 @@
+"""Scaling-law fits: Chinchilla approaches 1, 2 and 3, Kaplan-style L(N), bootstrap, prediction, hold-out.
+
+Conventions: N is parameters, D training tokens, C training compute in FLOP (C = 6 N D), L the loss.
+Every law below carries optional bootstrap ``samples`` of its parameter vector; ``estimate`` turns a
+law and a function of it into a value with a percentile interval.
+
+References: Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"), Kaplan et al.
+2020 ("Scaling Laws for Neural Language Models"), Besiroglu et al. 2024 ("Chinchilla Scaling: A
+replication attempt").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import least_squares, minimize
+
+HUBER_DELTA = 1e-3
+# L-BFGS-B's default ftol is absolute for objectives below 1 (it divides by max(|f|, 1)), so with
+# summed Huber losses of ~1e-4 it stops short of the optimum when started near it. The multi-start
+# keeps scipy's defaults, as Hoffmann et al. and Besiroglu et al. did; the best result is then
+# polished with these tolerances.
+POLISH_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12}
+MIN_POINTS_APPROACH3 = 10  # twice the number of parameters
+MIN_DISTINCT_APPROACH3 = 3  # distinct values of N and of D
+MIN_POINTS_PER_BUDGET = 3  # a parabola has three coefficients
+MIN_BUDGETS = 3  # budgets with a usable minimum, for the approach-2 power laws
+MIN_POINTS_SATURATING = 4  # E + (x0/x)^gamma has three parameters
+MIN_POINTS_POWER_LAW = 3
+MAX_LOG_COEFFICIENT = 700.0  # exp() of more overflows: a fit that went there is degenerate
+INTERVAL_LEVEL = 0.95
+
+
+class AnalysisError(ValueError):
+  """Input that cannot be analysed (missing column, too few points, non-positive values, NaN)."""
+
+
+class AnalysisWarning(UserWarning):
+  """A method was skipped or a result is flagged; the analysis goes on without it."""
+
+
+def warn(message: str) -> None:
+  warnings.warn(message, AnalysisWarning, stacklevel=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runs:
+  """One row per training run. ``budget`` is the run's IsoFLOP budget in FLOP (NaN: none)."""
+
+  N: np.ndarray
+  D: np.ndarray
+  C: np.ndarray
+  L: np.ndarray
+  budget: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.L)
+
+  def subset(self, idx) -> Runs:
+    return Runs(*(getattr(self, f)[idx] for f in ("N", "D", "C", "L", "budget")))
+
+  def budgets(self) -> np.ndarray:
+    """The distinct budgets, ascending."""
+    return np.unique(self.budget[np.isfinite(self.budget)])
+
+  def budget_or_C(self) -> np.ndarray:
+    """C, with the runs of a budget set to the budget's value (their compute is the same)."""
+    return np.where(np.isfinite(self.budget), self.budget, self.C)
+
+
+def make_runs(
+  L,
+  N=None,
+  D=None,
+  C=None,
+  budgets=None,
+  budget_tol: float = 0.02,
+  drop_highest_loss: int = 0,
+  row_names=None,
+) -> Runs:
+  """Validate the arrays, drop the ``drop_highest_loss`` highest losses (Besiroglu et al. drop 5 of
+  the Chinchilla points) and derive the missing one of N, D, C with C = 6 N D. ``row_names`` name
+  the rows in error messages (default: "row i").
+
+  Budgets: with ``budgets`` (nominal values) each run goes to the nearest one within a factor
+  1 + budget_tol, else to none; without, runs whose sorted C differ by at most budget_tol
+  (relative) from the previous one share a budget, whose value is their geometric mean.
+  """
+  given = {name: v for name, v in (("N", N), ("D", D), ("C", C)) if v is not None}
+  if len(given) < 2:
+    raise AnalysisError(f"need at least two of N, D, C; got {sorted(given) or 'none'}")
+  columns = {name: np.asarray(v, dtype=float) for name, v in given.items()}
+  columns["L"] = np.asarray(L, dtype=float)
+  n_rows = len(columns["L"])
+  row_names = [f"row {i}" for i in range(n_rows)] if row_names is None else list(row_names)
+  for name, v in columns.items():
+    if v.shape != (n_rows,):
+      raise AnalysisError(f"{name} has shape {v.shape}, expected ({n_rows},)")
+    for bad, what in ((~np.isfinite(v), "NaN, empty or infinite"), (np.isfinite(v) & (v <= 0), "non-positive")):
+      if bad.any():
+        first = row_names[int(np.argmax(bad))]
+        raise AnalysisError(f"{name} is {what} in {bad.sum()} row(s), first at {first}")
+  if drop_highest_loss:
+    keep = np.sort(np.argsort(columns["L"], kind="stable")[: max(n_rows - drop_highest_loss, 0)])
+    columns = {name: v[keep] for name, v in columns.items()}
+    n_rows = len(keep)
+  if n_rows < 3:
+    raise AnalysisError(f"only {n_rows} run(s); need at least 3")
+  if "C" not in columns:
+    columns["C"] = 6.0 * columns["N"] * columns["D"]
+  elif "D" not in columns:
+    columns["D"] = columns["C"] / (6.0 * columns["N"])
+  elif "N" not in columns:
+    columns["N"] = columns["C"] / (6.0 * columns["D"])
+  budget = group_by_value(columns["C"], budget_tol, centers=budgets)
+  unassigned = ~np.isfinite(budget)
+  if budgets is None and unassigned.any():
+    warn(
+      f"{unassigned.sum()} run(s) have C values that chain over more than {2 * budget_tol:.0%} and are "
+      "not used as IsoFLOP budgets; pass the nominal budgets (--budgets) instead"
+    )
+  elif unassigned.any():
+    warn(f"{unassigned.sum()} run(s) are not within {budget_tol:.0%} of a given budget and are not used by approach 2")
+  return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget)
+
+
+def group_by_value(x: np.ndarray, rel_tol: float, centers=None) -> np.ndarray:
+  """Group positive values within a relative tolerance; returns each value's group value (NaN: none).
+
+  With ``centers`` a value joins the nearest centre within a factor 1 + rel_tol. Without, sorted
+  values within rel_tol of their predecessor share a group valued at its geometric mean; a group
+  that chains over more than a factor 1 + 2 rel_tol is not a group of equal values (NaN).
+  """
+  x = np.asarray(x, dtype=float)
+  log_tol = math.log1p(rel_tol)
+  if centers is not None:
+    log_centers = np.log(np.asarray(centers, dtype=float))
+    dist = np.abs(np.log(x)[:, None] - log_centers[None, :])
+    nearest = dist.argmin(axis=1)
+    within = dist[np.arange(len(x)), nearest] <= log_tol
+    return np.where(within, np.exp(log_centers[nearest]), np.nan)
+  order = np.argsort(x)
+  log_sorted = np.log(x[order])
+  labels = np.concatenate([[0], np.cumsum(np.diff(log_sorted) > log_tol)])
+  values = np.empty_like(x)
+  for label in np.unique(labels):
+    members = log_sorted[labels == label]
+    chained = members[-1] - members[0] > math.log1p(2 * rel_tol)
+    values[order[labels == label]] = np.nan if chained else np.exp(members.mean())
+  return values
+
+
+# --------------------------------------------------------------------------------------------------
+# Bootstrap and intervals
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+  value: float
+  lo: float = math.nan
+  hi: float = math.nan
+
+  @property
+  def has_interval(self) -> bool:
+    return math.isfinite(self.lo) and math.isfinite(self.hi)
+
+
+def percentile_band(law, fn: Callable, level: float = INTERVAL_LEVEL):
+  """(lo, hi): the percentile interval of fn (scalar or array valued) over the law's bootstrap
+  samples; None without samples."""
+  if law.samples is None or len(law.samples) == 0:
+    return None
+  values = np.array([fn(type(law).from_params(s)) for s in law.samples], dtype=float)
+  lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)], axis=0)
+  return lo, hi
+
+
+def estimate(law, fn: Callable, level: float = INTERVAL_LEVEL) -> Estimate:
+  """fn(law) with the percentile interval of fn over the law's bootstrap samples."""
+  value = float(fn(law))
+  band = percentile_band(law, fn, level)
+  return Estimate(value) if band is None else Estimate(value, float(band[0]), float(band[1]))
+
+
+def _progress(iterable, total: int, description: str, enabled: bool):
+  """A progress bar from rich or tqdm, whichever is installed; the bare iterable otherwise."""
+  if not enabled:
+    return iterable
+  try:
+    from rich.progress import track
+
+    return track(iterable, total=total, description=description, transient=True)
+  except ImportError:
+    pass
+  try:
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=description, leave=False)
+  except ImportError:
+    return iterable
+
+
+def bootstrap(
+  statistic: Callable[[np.ndarray], np.ndarray],
+  strata: np.ndarray,
+  n_boot: int,
+  seed: int,
+  description: str = "bootstrap",
+  progress: bool = False,
+) -> np.ndarray:
+  """Resample rows with replacement within each stratum and evaluate ``statistic(indices)``.
+
+  Resamples on which the statistic raises AnalysisError are dropped with a warning. Returns an
+  array (n_ok, k).
+  """
+  rng = np.random.default_rng(seed)
+  groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+  samples = []
+  for _ in _progress(range(n_boot), n_boot, description, progress):
+    idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      try:
+        samples.append(np.asarray(statistic(idx), dtype=float))
+      except AnalysisError:
+        continue
+  if len(samples) < n_boot:
+    warn(f"{description}: {n_boot - len(samples)} of {n_boot} resamples could not be fitted and were dropped")
+  if not samples:
+    return np.empty((0, 0))
+  return np.array(samples)
+
+
+# --------------------------------------------------------------------------------------------------
+# Simple laws
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+  """y = k x^p, fitted by least squares in log-log space."""
+
+  k: float
+  p: float
+  samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+  @property
+  def params(self) -> np.ndarray:
+    return np.array([math.log(self.k), self.p])
+
+  @classmethod
+  def from_params(cls, params) -> PowerLaw:
+    return cls(math.exp(params[0]), float(params[1]))
+
+  def __call__(self, x):
+    return self.k * np.asarray(x, dtype=float) ** self.p
+
+
+def fit_power_law(x, y) -> PowerLaw:
+  x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+  if len(np.unique(x)) < 2:
+    raise AnalysisError("a power law needs at least two distinct x values")
+  p, log_k = np.polyfit(np.log(x), np.log(y), 1)
+  return PowerLaw(math.exp(log_k), float(p))
+
+
+@dataclass(frozen=True)
+class SaturatingLaw:
+  """y = E + (x0 / x)^gamma (Kaplan's L(N), L(C) with an irreducible term E)."""
+
+  E: float
+  x0: float
+  gamma: float
+  samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+  @property
+  def params(self) -> np.ndarray:
+    return np.array([self.E, math.log(self.x0), self.gamma])
+
+  @classmethod
+  def from_params(cls, params) -> SaturatingLaw:
+    return cls(float(params[0]), math.exp(params[1]), float(params[2]))
+
+  def __call__(self, x):
+    return self.E + np.exp(self.gamma * (math.log(self.x0) - np.log(x)))
+
+
+def fit_saturating_law(x, y, start: SaturatingLaw | None = None) -> SaturatingLaw:
+  """Least squares on log y for y = E + exp(k - gamma (log x - mean log x)), E >= 0, gamma > 0.
+
+  Without ``start``, a small grid of starts is tried and the best kept.
+  """
+  x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+  if len(np.unique(x)) < MIN_POINTS_SATURATING:
+    raise AnalysisError(f"E + (x0/x)^gamma needs at least {MIN_POINTS_SATURATING} distinct x values")
+  log_x, log_y = np.log(x), np.log(y)
+  centre = log_x.mean()
+  u = log_x - centre
+
+  def residuals(theta):
+    E, k, gamma = theta
+    return np.log(E + np.exp(k - gamma * u)) - log_y
+
+  if start is None:
+    y_min, y_mid = y.min(), np.median(y)
+    starts = [(E, math.log(y_mid - E), gamma) for E in (0.0, 0.5 * y_min, 0.9 * y_min) for gamma in (0.05, 0.3, 1.0)]
+  else:
+    log_x0 = math.log(start.x0)
+    starts = [(start.E, start.gamma * (log_x0 - centre), start.gamma)]
+  best = None
+  for theta0 in starts:
+    result = least_squares(residuals, theta0, bounds=([0.0, -np.inf, 1e-6], [np.inf, np.inf, 20.0]))
+    if result.success and (best is None or result.cost < best.cost):
+      best = result
+  if best is None:
+    raise AnalysisError("the fit of E + (x0/x)^gamma did not converge")
+  E, k, gamma = best.x
+  log_x0 = centre + k / gamma
+  if abs(log_x0) > MAX_LOG_COEFFICIENT:
+    raise AnalysisError(f"the fit of E + (x0/x)^gamma is degenerate (gamma={gamma:.3g}, ln x0={log_x0:.3g})")
+  return SaturatingLaw(float(E), math.exp(log_x0), float(gamma))
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 3: parametric L(N, D)
+# --------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _blas_controller():
+  try:
+    from threadpoolctl import ThreadpoolController
+  except ImportError:
+    return None
+  return ThreadpoolController()
+
+
+def _single_threaded_blas():
+  """A context with BLAS limited to one thread. L-BFGS-B calls BLAS on 5x5 problems, where
+  OpenBLAS threads only contend (25x slower on a busy 2-core machine). Needs threadpoolctl; without
+  it, a no-op."""
+  controller = _blas_controller()
+  return contextlib.nullcontext() if controller is None else controller.limit(limits=1)
+
+
+def start_grid() -> np.ndarray:
+  """Hoffmann et al.'s 4500 starts as rows (a, b, e, alpha, beta)."""
+  alphas = betas = np.arange(0.0, 2.01, 0.5)
+  es = np.arange(-1.0, 1.01, 0.5)
+  abs_ = np.arange(0.0, 25.1, 5.0)
+  grid = [(a, b, e, alpha, beta) for alpha, beta, e, a, b in itertools.product(alphas, betas, es, abs_, abs_)]
+  return np.array(grid)
+
+
+def huber_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUBER_DELTA):
+  """Sum of Huber losses of log L_pred - log L, and its gradient; params = (a, b, e, alpha, beta).
+
+  log L_pred = LSE(a - alpha ln N, b - beta ln D, e), computed stably; X is the (3, n) matrix with
+  rows 1, ln N, ln D, so that the three terms are W @ X.
+  """
+  a, b, e, alpha, beta = params
+  W = np.array([[a, -alpha, 0.0], [b, 0.0, -beta], [e, 0.0, 0.0]])
+  T = W @ X
+  m = T.max(axis=0)
+  P = np.exp(T - m)
+  total = P.sum(axis=0)
+  r = m + np.log(total) - log_l
+  abs_r = np.abs(r)
+  q = np.minimum(abs_r, delta)
+  value = np.dot(q, abs_r - 0.5 * q)  # 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond
+  # d value / d T[k, i] = huber'(r_i) * softmax_k(T[:, i]); S[k, j] = sum_i of that times X[j, i].
+  S = (P * (np.copysign(q, r) / total)) @ X.T
+  return value, np.array([S[0, 0], S[1, 0], S[2, 0], -S[0, 1], -S[1, 2]])
+
+
+@dataclass(frozen=True)
+class ChinchillaLaw:
+  """L(N, D) = E + A / N^alpha + B / D^beta, Hoffmann et al.'s approach 3."""
+
+  E: float
+  A: float
+  B: float
+  alpha: float
+  beta: float
+  objective: float = math.nan
+  samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+  @property
+  def params(self) -> np.ndarray:
+    """(a, b, e, alpha, beta) with A = e^a, B = e^b, E = e^e."""
+    return np.array([math.log(self.A), math.log(self.B), math.log(self.E), self.alpha, self.beta])
+
+  @classmethod
+  def from_params(cls, params, objective: float = math.nan) -> ChinchillaLaw:
+    a, b, e, alpha, beta = (float(v) for v in params)
+    return cls(math.exp(e), math.exp(a), math.exp(b), alpha, beta, objective)
+
+  def loss(self, N, D):
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    return self.E + self.A / N**self.alpha + self.B / D**self.beta
+
+  @property
+  def G(self) -> float:
+    return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+  @property
+  def a(self) -> float:
+    """Exponent of N_opt(C) ~ C^a."""
+    return self.beta / (self.alpha + self.beta)
+
+  @property
+  def b(self) -> float:
+    """Exponent of D_opt(C) ~ C^b."""
+    return self.alpha / (self.alpha + self.beta)
+
+  def n_opt(self, C):
+    return self.G * (np.asarray(C, dtype=float) / 6.0) ** self.a
+
+  def d_opt(self, C):
+    return (np.asarray(C, dtype=float) / 6.0) ** self.b / self.G
+
+  def loss_opt(self, C):
+    return self.loss(self.n_opt(C), self.d_opt(C))
+
+
+def fit_approach3(
+  runs: Runs,
+  starts: np.ndarray | None = None,
+  delta: float = HUBER_DELTA,
+  progress: bool = False,
+) -> ChinchillaLaw:
+  """Minimise the summed Huber loss with L-BFGS-B from every start (default: the 4500-point grid),
+  keep the best and polish it with tight tolerances."""
+  n_distinct, d_distinct = len(np.unique(runs.N)), len(np.unique(runs.D))
+  if len(runs) < MIN_POINTS_APPROACH3 or min(n_distinct, d_distinct) < MIN_DISTINCT_APPROACH3:
+    raise AnalysisError(
+      f"approach 3 needs at least {MIN_POINTS_APPROACH3} runs with {MIN_DISTINCT_APPROACH3} distinct "
+      f"N and D; got {len(runs)} runs, {n_distinct} distinct N, {d_distinct} distinct D"
+    )
+  starts = start_grid() if starts is None else np.atleast_2d(starts)
+  data = (np.vstack([np.ones(len(runs)), np.log(runs.N), np.log(runs.D)]), np.log(runs.L), delta)
+  best = None
+  with _single_threaded_blas():
+    for x0 in _progress(starts, len(starts), "approach 3 fit", progress):
+      result = minimize(huber_objective, x0, args=data, jac=True, method="L-BFGS-B")
+      if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
+        best = result
+    if best is None or not np.all(np.isfinite(best.x)):
+      raise AnalysisError("approach 3: no start gave a finite fit")
+    best = minimize(huber_objective, best.x, args=data, jac=True, method="L-BFGS-B", options=POLISH_OPTIONS)
+  a, b, e, alpha, beta = best.x
+  if alpha <= 0 or beta <= 0 or max(a, b, e) > MAX_LOG_COEFFICIENT:
+    raise AnalysisError(
+      f"approach 3 fit is degenerate (alpha={alpha:.3g}, beta={beta:.3g}, ln A={a:.3g}, ln B={b:.3g}, "
+      f"ln E={e:.3g}); the data do not constrain L(N, D)"
+    )
+  return ChinchillaLaw.from_params(best.x, objective=float(best.fun))
+
+
+def bootstrap_approach3(
+  runs: Runs,
+  law: ChinchillaLaw,
+  n_boot: int,
+  seed: int = 0,
+  n_grid_starts: int = 4,
+  delta: float = HUBER_DELTA,
+  progress: bool = False,
+) -> ChinchillaLaw:
+  """The law with bootstrap samples: each resample is refitted from the full fit's optimum and a few
+  random grid starts."""
+  grid = start_grid()
+  rng = np.random.default_rng(seed)
+  starts = np.vstack([law.params, grid[rng.choice(len(grid), size=n_grid_starts, replace=False)]])
+  samples = bootstrap(
+    lambda idx: fit_approach3(runs.subset(idx), starts=starts, delta=delta).params,
+    np.zeros(len(runs)),
+    n_boot,
+    seed,
+    "approach 3 bootstrap",
+    progress,
+  )
+  return replace(law, samples=samples)
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 2: IsoFLOP parabolas
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IsoFLOPCurve:
+  """L = c2 (ln N)^2 + c1 ln N + c0 at one budget C, with its vertex."""
+
+  C: float
+  coeffs: tuple[float, float, float]
+  n_points: int
+  N_min: float
+  N_max: float
+
+  @property
+  def convex(self) -> bool:
+    return self.coeffs[0] > 0
+
+  @property
+  def N_star(self) -> float:
+    c2, c1, _ = self.coeffs
+    return math.exp(-c1 / (2 * c2))
+
+  @property
+  def D_star(self) -> float:
+    return self.C / (6.0 * self.N_star)
+
+  @property
+  def L_star(self) -> float:
+    return float(self(self.N_star))
+
+  @property
+  def in_range(self) -> bool:
+    return self.convex and self.N_min <= self.N_star <= self.N_max
+
+  def __call__(self, N):
+    return np.polyval(self.coeffs, np.log(N))
+
+
+def fit_isoflop_curves(runs: Runs, report: bool = True) -> list[IsoFLOPCurve]:
+  """One parabola in ln N per budget with at least three distinct N. With ``report``, skipped budgets
+  and minima that are missing or outside the sampled range are warned about."""
+  curves, too_small = [], []
+  for C in runs.budgets():
+    sel = runs.budget == C
+    N, L = runs.N[sel], runs.L[sel]
+    if len(np.unique(N)) < MIN_POINTS_PER_BUDGET:
+      too_small.append(f"{C:.3g} ({len(np.unique(N))})")
+      continue
+    coeffs = tuple(float(c) for c in np.polyfit(np.log(N), L, 2))
+    curve = IsoFLOPCurve(float(C), coeffs, int(sel.sum()), float(N.min()), float(N.max()))
+    curves.append(curve)
+    if report and not curve.convex:
+      warn(f"approach 2: the parabola at C = {C:.3g} FLOP opens downwards (no minimum); budget excluded")
+    elif report and not curve.in_range:
+      warn(
+        f"approach 2: the minimum at C = {C:.3g} FLOP, N* = {curve.N_star:.3g}, lies outside the "
+        f"sampled N range [{curve.N_min:.3g}, {curve.N_max:.3g}]; budget excluded from the power laws"
+      )
+  if report and too_small:
+    warn(
+      f"approach 2: {len(too_small)} budget(s) have fewer than {MIN_POINTS_PER_BUDGET} distinct N and were "
+      f"skipped: {', '.join(too_small[:8])}{' ...' if len(too_small) > 8 else ''}"
+    )
+  return curves
+
+
+@dataclass(frozen=True)
+class IsoFLOPFit:
+  """Approach 2: N*(C) = k_N C^a and D*(C) = k_D C^b through the usable parabola minima."""
+
+  curves: list[IsoFLOPCurve]
+  n_law: PowerLaw
+  d_law: PowerLaw
+
+  @property
+  def used(self) -> list[IsoFLOPCurve]:
+    return [c for c in self.curves if c.in_range]
+
+
+def _isoflop_laws(curves: list[IsoFLOPCurve]) -> tuple[PowerLaw, PowerLaw]:
+  used = [c for c in curves if c.in_range]
+  if len(used) < MIN_BUDGETS:
+    raise AnalysisError(
+      f"approach 2 needs at least {MIN_BUDGETS} budgets with a minimum inside the sampled range; got {len(used)}"
+    )
+  C = [c.C for c in used]
+  return fit_power_law(C, [c.N_star for c in used]), fit_power_law(C, [c.D_star for c in used])
+
+
+def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> IsoFLOPFit:
+  """Parabola minima per budget and their power laws; the bootstrap resamples runs within budgets."""
+  curves = fit_isoflop_curves(runs)
+  n_law, d_law = _isoflop_laws(curves)
+  if n_boot:
+    in_budget = np.isfinite(runs.budget)
+    sub = runs.subset(in_budget)
+
+    def statistic(idx):
+      n_boot_law, d_boot_law = _isoflop_laws(fit_isoflop_curves(sub.subset(idx), report=False))
+      return np.concatenate([n_boot_law.params, d_boot_law.params])
+
+    samples = bootstrap(statistic, sub.budget, n_boot, seed, "approach 2 bootstrap", progress)
+    if samples.size:
+      n_law, d_law = replace(n_law, samples=samples[:, :2]), replace(d_law, samples=samples[:, 2:])
+  return IsoFLOPFit(curves, n_law, d_law)
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 1 (lower envelope) and Kaplan L(N)
+# --------------------------------------------------------------------------------------------------
+
+
+def lower_envelope(C, L) -> np.ndarray:
+  """Indices of the runs that reach a lower loss than every run with less compute, by ascending C."""
+  C, L = np.asarray(C), np.asarray(L)
+  order = np.lexsort((L, C))
+  running_min = np.minimum.accumulate(L[order])
+  is_new_min = np.concatenate([[True], L[order][1:] < running_min[:-1]])
+  return order[is_new_min]
+
+
+@dataclass(frozen=True)
+class EnvelopeFit:
+  """Approach 1: L(C) = E + (C0 / C)^gamma on the lower envelope; N and D on it as power laws of C."""
+
+  envelope: np.ndarray
+  loss_law: SaturatingLaw
+  n_law: PowerLaw | None
+  d_law: PowerLaw | None
+
+
+def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> EnvelopeFit:
+  """The envelope treats the runs of one budget as equal in compute, so only a budget's best run can
+  be on it."""
+  C = runs.budget_or_C()
+  env = lower_envelope(C, runs.L)
+  if len(env) < MIN_POINTS_SATURATING:
+    raise AnalysisError(f"approach 1 needs at least {MIN_POINTS_SATURATING} envelope points; got {len(env)}")
+  loss_law = fit_saturating_law(C[env], runs.L[env])
+  n_law = d_law = None
+  if len(np.unique(runs.N[env])) >= MIN_POINTS_POWER_LAW:
+    n_law, d_law = fit_power_law(C[env], runs.N[env]), fit_power_law(C[env], runs.D[env])
+  else:
+    warn("approach 1: fewer than 3 model sizes on the envelope; no N_opt(C), D_opt(C) from it")
+  if n_boot:
+
+    def statistic(idx):
+      sub_C, sub = C[idx], runs.subset(idx)
+      e = lower_envelope(sub_C, sub.L)
+      params = [fit_saturating_law(sub_C[e], sub.L[e], start=loss_law).params]
+      if n_law is not None:
+        params += [fit_power_law(sub_C[e], sub.N[e]).params, fit_power_law(sub_C[e], sub.D[e]).params]
+      return np.concatenate(params)
+
+    samples = bootstrap(statistic, np.zeros(len(runs)), n_boot, seed, "approach 1 bootstrap", progress)
+    if samples.size:
+      loss_law = replace(loss_law, samples=samples[:, :3])
+      if n_law is not None:
+        n_law, d_law = replace(n_law, samples=samples[:, 3:5]), replace(d_law, samples=samples[:, 5:])
+  return EnvelopeFit(env, loss_law, n_law, d_law)
+
+
+@dataclass(frozen=True)
+class KaplanFit:
+  """L(N) = E + (N0 / N)^alpha_N among runs trained on the same number of tokens D."""
+
+  D: float
+  indices: np.ndarray
+  law: SaturatingLaw
+
+
+def fit_kaplan(runs: Runs, d_tol: float = 0.02) -> KaplanFit:
+  """L(N) on the group of runs with equal D (within d_tol) that has the most model sizes (ties: most D)."""
+  groups = group_by_value(runs.D, d_tol)
+  candidates = [(len(np.unique(runs.N[groups == D])), D) for D in np.unique(groups[np.isfinite(groups)])]
+  n_sizes, D = max(candidates, default=(0, math.nan))
+  if n_sizes < MIN_POINTS_SATURATING:
+    raise AnalysisError(f"no group of runs with equal D has {MIN_POINTS_SATURATING} or more model sizes")
+  idx = np.flatnonzero(groups == D)
+  return KaplanFit(float(D), idx, fit_saturating_law(runs.N[idx], runs.L[idx]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction and hold-out
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+  """Recommended N, D and the loss at compute C by one method (None: the method does not give it)."""
+
+  method: str
+  C: float
+  N: Estimate | None
+  D: Estimate | None
+  L: Estimate | None
+
+
+def predict(
+  C: float,
+  approach3: ChinchillaLaw | None = None,
+  approach2: IsoFLOPFit | None = None,
+  approach1: EnvelopeFit | None = None,
+) -> list[Prediction]:
+  """The compute-optimal N, D and loss at C by each method given, with bootstrap intervals."""
+
+  def at_C(law):
+    return None if law is None else estimate(law, lambda sample: sample(C))
+
+  out = []
+  if approach3 is not None:
+    n = estimate(approach3, lambda law: law.n_opt(C))
+    d = estimate(approach3, lambda law: law.d_opt(C))
+    loss = estimate(approach3, lambda law: law.loss_opt(C))
+    out.append(Prediction("approach 3", C, n, d, loss))
+  if approach2 is not None:
+    out.append(Prediction("approach 2", C, at_C(approach2.n_law), at_C(approach2.d_law), None))
+  if approach1 is not None:
+    out.append(Prediction("approach 1", C, at_C(approach1.n_law), at_C(approach1.d_law), at_C(approach1.loss_law)))
+  return out
+
+
+@dataclass(frozen=True)
+class HoldoutRow:
+  method: str
+  quantity: str
+  predicted: float
+  observed: float
+
+  @property
+  def rel_error(self) -> float:
+    return (self.predicted - self.observed) / self.observed
+
+
+@dataclass(frozen=True)
+class HoldoutCheck:
+  """Fits without the largest budget, compared with what that budget shows."""
+
+  budget: float
+  n_train: int
+  n_test: int
+  observed_from: str  # "parabola" (its vertex) or "best run"
+  rows: list[HoldoutRow]
+  run_rel_errors: np.ndarray | None  # approach 3, per held-out run
+
+
+def holdout_check(
+  runs: Runs,
+  approach3: bool = True,
+  delta: float = HUBER_DELTA,
+  progress: bool = False,
+) -> HoldoutCheck:
+  """Refit every method on the runs below the largest budget and predict that budget's optimum.
+
+  The observed optimum is the held-out budget's parabola vertex when it is a usable minimum, else its
+  best run. Runs above the held-out budget are used by neither side.
+  """
+  budgets = runs.budgets()
+  if len(budgets) < 2:
+    raise AnalysisError("the hold-out check needs at least two budgets")
+  C_top = float(budgets[-1])
+  test_sel = runs.budget == C_top
+  test = runs.subset(test_sel)
+  train = runs.subset(runs.C < test.C.min())
+  curve = fit_isoflop_curves(test, report=False)
+  if curve and curve[0].in_range:
+    observed_from, N_obs, L_obs = "parabola", curve[0].N_star, curve[0].L_star
+  else:
+    best = int(np.argmin(test.L))
+    observed_from, N_obs, L_obs = "best run", float(test.N[best]), float(test.L[best])
+  D_obs = C_top / (6.0 * N_obs)
+  rows, run_errors = [], None
+
+  def compare(method, N_pred, D_pred, L_pred):
+    for quantity, predicted, observed in (("N*", N_pred, N_obs), ("D*", D_pred, D_obs), ("L*", L_pred, L_obs)):
+      if predicted is not None:
+        rows.append(HoldoutRow(method, quantity, float(predicted), float(observed)))
+
+  fitters = [("approach 2", lambda: fit_approach2(train)), ("approach 1", lambda: fit_approach1(train))]
+  if approach3:
+    fitters.insert(0, ("approach 3", lambda: fit_approach3(train, delta=delta, progress=progress)))
+  fitted = {}
+  for method, fitter in fitters:
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnalysisWarning)
+        fitted[method] = fitter()
+    except AnalysisError as err:
+      warn(f"hold-out: {method} could not be fitted without the largest budget: {err}")
+  if "approach 3" in fitted:
+    law = fitted["approach 3"]
+    compare("approach 3", law.n_opt(C_top), law.d_opt(C_top), law.loss_opt(C_top))
+    run_errors = law.loss(test.N, test.D) / test.L - 1.0
+  if "approach 2" in fitted:
+    fit2 = fitted["approach 2"]
+    compare("approach 2", fit2.n_law(C_top), fit2.d_law(C_top), None)
+  if "approach 1" in fitted:
+    fit1 = fitted["approach 1"]
+    n_pred = fit1.n_law(C_top) if fit1.n_law else None
+    d_pred = fit1.d_law(C_top) if fit1.d_law else None
+    compare("approach 1", n_pred, d_pred, fit1.loss_law(C_top))
+  return HoldoutCheck(C_top, len(train), len(test), observed_from, rows, run_errors)

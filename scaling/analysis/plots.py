@@ -1,0 +1,257 @@
+"""Plots of a scaling-law analysis, each saved as PNG and SVG.
+
+Uses matplotlib's object-oriented API (Figure, Agg canvas), so no display or pyplot state is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import cm, colors
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
+
+from scaling.analysis.fits import percentile_band
+
+COMPUTE_LABEL = "training compute C [FLOP]"
+PARAMS_LABEL = "parameters N"
+TOKENS_LABEL = "tokens D"
+LOSS_LABEL = "loss [nats/token]"
+MAX_LEGEND_BUDGETS = 12
+
+
+def _figure(ncols: int = 1) -> tuple[Figure, list]:
+  fig = Figure(figsize=(7.5 * ncols, 5.5), layout="constrained")
+  axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+  for ax in axes:
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.1)
+  return fig, axes
+
+
+def _log_loss_axis(ax) -> None:
+  """Log-scaled loss axis; losses span less than a decade, so ticks at round numbers, labelled plainly."""
+  ax.set_yscale("log")
+  ax.yaxis.set_major_locator(MaxNLocator(nbins=8))
+  ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+  ax.yaxis.set_minor_locator(NullLocator())
+  ax.set_ylabel(LOSS_LABEL)
+
+
+def _log_grid(values, pad: float = 2.0, num: int = 200) -> np.ndarray:
+  values = np.asarray(values, dtype=float)
+  return np.geomspace(values.min() / pad, values.max() * pad, num)
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> str:
+  for suffix in (".png", ".svg"):
+    fig.savefig(out_dir / f"{name}{suffix}", dpi=150)
+  return f"{name}.png"
+
+
+def plot_loss_vs_compute(runs, approach3=None, approach1=None) -> Figure:
+  """Loss against compute, coloured by model size, with the fitted compute-optimal frontiers."""
+  fig, (ax,) = _figure()
+  norm = colors.LogNorm(runs.N.min(), runs.N.max() * 1.0001)
+  cmap = cm.viridis
+  for N in np.unique(runs.N):
+    sel = np.flatnonzero(runs.N == N)
+    if len(sel) > 1:
+      order = sel[np.argsort(runs.C[sel])]
+      ax.plot(runs.C[order], runs.L[order], color=cmap(norm(N)), lw=1, alpha=0.7)
+  points = ax.scatter(runs.C, runs.L, c=runs.N, cmap=cmap, norm=norm, s=18, zorder=3, label="runs")
+  fig.colorbar(points, ax=ax, label=PARAMS_LABEL)
+  C = _log_grid(runs.C, pad=1.5)
+  if approach1 is not None:
+    env = approach1.envelope
+    ax.scatter(
+      runs.C[env],
+      runs.L[env],
+      s=60,
+      facecolors="none",
+      edgecolors="black",
+      zorder=4,
+      label="lower envelope (approach 1)",
+    )
+    law = approach1.loss_law
+    ax.plot(
+      C, law(C), "k--", lw=1.5, label=f"approach 1: L(C) = {law.E:.3g} + ({law.x0:.3g} / C)$^{{{law.gamma:.3g}}}$"
+    )
+  if approach3 is not None:
+    ax.plot(
+      C, approach3.loss_opt(C), color="tab:red", lw=2, label="approach 3: compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
+    )
+  ax.set_xscale("log")
+  _log_loss_axis(ax)
+  ax.set_xlabel(COMPUTE_LABEL)
+  ax.set_title("Loss against training compute, by model size")
+  ax.legend(loc="upper right", fontsize=8)
+  return fig
+
+
+def plot_isoflops(runs, approach2) -> Figure:
+  """Loss against N per budget with the fitted parabolas and their minima."""
+  fig, (ax,) = _figure()
+  curves = approach2.curves
+  norm = colors.LogNorm(min(c.C for c in curves), max(c.C for c in curves) * 1.0001)
+  cmap = cm.plasma_r
+  with_labels = len(curves) <= MAX_LEGEND_BUDGETS
+  outside = ~np.isin(runs.budget, [c.C for c in curves])
+  if outside.any():
+    ax.scatter(runs.N[outside], runs.L[outside], s=8, color="0.7", label="runs not in a fitted budget")
+  for curve in curves:
+    color = cmap(0.15 + 0.85 * norm(curve.C))
+    sel = runs.budget == curve.C
+    ax.scatter(runs.N[sel], runs.L[sel], s=18, color=color, label=f"C = {curve.C:.2g} FLOP" if with_labels else None)
+    if curve.convex:
+      N = np.geomspace(min(curve.N_min, curve.N_star) / 1.3, max(curve.N_max, curve.N_star) * 1.3, 100)
+      N = N[(N >= curve.N_min / 3) & (N <= curve.N_max * 3)]
+      ax.plot(N, curve(N), color=color, lw=1.2)
+      ax.plot(
+        curve.N_star,
+        curve.L_star,
+        marker="*" if curve.in_range else "X",
+        ms=12,
+        color=color,
+        mec="black",
+        mfc=color if curve.in_range else "white",
+        zorder=5,
+        ls="none",
+      )
+  if not with_labels:
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"budget {COMPUTE_LABEL}")
+  ax.plot([], [], marker="*", ms=12, mfc="0.5", mec="black", ls="none", label="parabola minimum (used)")
+  if any(c.convex and not c.in_range for c in curves):
+    ax.plot(
+      [], [], marker="X", ms=10, mfc="white", mec="black", ls="none", label="minimum outside the sampled N (excluded)"
+    )
+  ax.set_xscale("log")
+  _log_loss_axis(ax)
+  ax.set_xlabel(PARAMS_LABEL)
+  ax.set_title("IsoFLOP curves: parabolas in log N per compute budget (approach 2)")
+  ax.legend(fontsize=8, ncol=2, loc="best")
+  return fig
+
+
+def _band(ax, law, fn, x, color) -> None:
+  band = percentile_band(law, lambda sample: fn(sample, x))
+  if band is not None:
+    ax.fill_between(x, band[0], band[1], color=color, alpha=0.2, lw=0)
+
+
+def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None, budgets_to_predict=()) -> Figure:
+  """N* and D* against C from the data's compute to the prediction budgets: approach-2 minima with
+  their power laws, approach-3 and approach-1 frontiers, with 95% bootstrap bands."""
+  fig, axes = _figure(ncols=2)
+  C = _log_grid(np.concatenate([runs.C, budgets_to_predict]), pad=2.0)
+  for ax, quantity, label in ((axes[0], "N", PARAMS_LABEL), (axes[1], "D", TOKENS_LABEL)):
+    if approach2 is not None:
+      used = [c for c in approach2.curves if c.in_range]
+      excluded = [c for c in approach2.curves if c.convex and not c.in_range]
+      value = (lambda c: c.N_star) if quantity == "N" else (lambda c: c.D_star)
+      ax.scatter(
+        [c.C for c in used], [value(c) for c in used], color="tab:blue", zorder=4, label="approach 2: IsoFLOP minima"
+      )
+      if excluded:
+        ax.scatter(
+          [c.C for c in excluded],
+          [value(c) for c in excluded],
+          facecolors="none",
+          edgecolors="tab:blue",
+          zorder=4,
+          label="approach 2: minima outside sampled N",
+        )
+      law = approach2.n_law if quantity == "N" else approach2.d_law
+      ax.plot(C, law(C), color="tab:blue", lw=1.5, label=f"approach 2: {quantity}* = {law.k:.3g} C$^{{{law.p:.3f}}}$")
+      _band(ax, law, lambda sample, x: sample(x), C, "tab:blue")
+    if approach3 is not None:
+      fn = (lambda law, x: law.n_opt(x)) if quantity == "N" else (lambda law, x: law.d_opt(x))
+      exponent = approach3.a if quantity == "N" else approach3.b
+      ax.plot(
+        C,
+        fn(approach3, C),
+        color="tab:red",
+        lw=1.5,
+        label=f"approach 3: {quantity}$_{{opt}}$ $\\propto$ C$^{{{exponent:.3f}}}$",
+      )
+      _band(ax, approach3, fn, C, "tab:red")
+    if approach1 is not None and approach1.n_law is not None:
+      law = approach1.n_law if quantity == "N" else approach1.d_law
+      ax.plot(
+        C,
+        law(C),
+        color="tab:green",
+        lw=1.2,
+        ls="--",
+        label=f"approach 1 envelope: {quantity} $\\propto$ C$^{{{law.p:.3f}}}$",
+      )
+    for i, budget in enumerate(budgets_to_predict):
+      ax.axvline(budget, color="0.5", ls=":", lw=1, label="prediction budgets" if i == 0 else None)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(COMPUTE_LABEL)
+    ax.set_ylabel(f"compute-optimal {label}")
+    ax.set_title(f"Compute-optimal {label} against compute (bands: 95% bootstrap)")
+    ax.legend(fontsize=8, loc="upper left")
+  return fig
+
+
+def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
+  """Contours of the approach-3 L(N, D) with the runs, IsoFLOP lines and the efficient frontier."""
+  fig, (ax,) = _figure()
+  N = _log_grid(runs.N, pad=3.0, num=150)
+  D = _log_grid(runs.D, pad=3.0, num=150)
+  grid_N, grid_D = np.meshgrid(N, D)
+  loss = approach3.loss(grid_N, grid_D)
+  levels = np.geomspace(loss.min(), np.percentile(loss, 95), 15)
+  filled = ax.contourf(grid_N, grid_D, loss, levels=levels, cmap="viridis_r", norm=colors.LogNorm(), extend="max")
+  lines = ax.contour(grid_N, grid_D, loss, levels=levels[::2], colors="white", linewidths=0.6)
+  ax.clabel(lines, fmt="%.2f", fontsize=7)
+  fig.colorbar(filled, ax=ax, label=f"predicted {LOSS_LABEL}", format="%.2f")
+  for i, C in enumerate(budgets):
+    ax.plot(N, C / (6 * N), color="0.85", ls="--", lw=0.8, label="IsoFLOP lines C = 6ND" if i == 0 else None)
+  C = np.geomspace(6 * N.min() * D.min(), 6 * N.max() * D.max(), 200)
+  ax.plot(
+    approach3.n_opt(C),
+    approach3.d_opt(C),
+    color="tab:red",
+    lw=2,
+    label=f"efficient frontier: N$_{{opt}}$ $\\propto$ C$^{{{approach3.a:.3f}}}$, "
+    f"D$_{{opt}}$ $\\propto$ C$^{{{approach3.b:.3f}}}$",
+  )
+  ax.scatter(runs.N, runs.D, s=10, color="black", label="runs", zorder=3)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlim(N.min(), N.max())
+  ax.set_ylim(D.min(), D.max())
+  ax.set_xlabel(PARAMS_LABEL)
+  ax.set_ylabel(TOKENS_LABEL)
+  ax.set_title("Approach 3: L(N, D) = E + A/N$^\\alpha$ + B/D$^\\beta$")
+  ax.legend(fontsize=8, loc="upper right")
+  return fig
+
+
+def make_plots(analysis, out_dir: Path) -> dict[str, str]:
+  """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
+  runs = analysis.runs
+  prediction_budgets = sorted({p.C for p in analysis.predictions})
+  budgets = runs.budgets()
+  figures = {
+    "Loss against compute": (
+      "loss_vs_compute",
+      lambda: plot_loss_vs_compute(runs, analysis.approach3, analysis.approach1),
+    ),
+  }
+  if analysis.approach2 is not None:
+    figures["IsoFLOP curves"] = ("isoflops", lambda: plot_isoflops(runs, analysis.approach2))
+  if analysis.approach2 is not None or analysis.approach3 is not None:
+    figures["Compute-optimal N and D"] = (
+      "optimal_allocation",
+      lambda: plot_optimal_allocation(
+        runs, analysis.approach2, analysis.approach3, analysis.approach1, prediction_budgets
+      ),
+    )
+  if analysis.approach3 is not None:
+    figures["L(N, D) contours"] = ("loss_contours", lambda: plot_loss_contours(runs, analysis.approach3, budgets))
+  return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}

@@ -1,0 +1,229 @@
+"""report.md (and a short console summary) of a scaling-law analysis."""
+
+from __future__ import annotations
+
+import math
+from operator import attrgetter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from scaling.analysis.fits import INTERVAL_LEVEL, Estimate, estimate
+
+
+def _num(x: float) -> str:
+  return f"{x:.5g}" if math.isfinite(x) else "-"
+
+
+def _est(e: Estimate | None) -> str:
+  if e is None:
+    return "-"
+  return f"{_num(e.value)} [{_num(e.lo)}, {_num(e.hi)}]" if e.has_interval else _num(e.value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _law_table(law, quantities: list[tuple[str, Callable]]) -> list[str]:
+  rows = [[name, _est(estimate(law, fn))] for name, fn in quantities]
+  return _table(["quantity", f"value [{INTERVAL_LEVEL:.0%} interval]"], rows)
+
+
+def _data_section(a) -> list[str]:
+  runs = a.runs
+  n_budgets = len(runs.budgets())
+  lines = [
+    f"Source: `{a.source}`; {len(runs)} runs used of {a.n_rows} rows.",
+    "",
+    *_table(
+      ["", "min", "max"],
+      [
+        ["parameters N", _num(runs.N.min()), _num(runs.N.max())],
+        ["tokens D", _num(runs.D.min()), _num(runs.D.max())],
+        ["compute C [FLOP]", _num(runs.C.min()), _num(runs.C.max())],
+        ["loss", _num(runs.L.min()), _num(runs.L.max())],
+      ],
+    ),
+    f"IsoFLOP budgets: {n_budgets}. Settings: "
+    + ", ".join(f"{key} {value}" for key, value in a.settings.items())
+    + f". Intervals are {INTERVAL_LEVEL:.0%} bootstrap percentile intervals.",
+    "",
+  ]
+  return lines
+
+
+def _approach3_section(a) -> list[str]:
+  law = a.approach3
+  if law is None:
+    return ["Skipped (see warnings).", ""]
+  n_samples = 0 if law.samples is None else len(law.samples)
+  return [
+    "L(N, D) = E + A / N^α + B / D^β, fitted as log L = LSE(a − α log N, b − β log D, e) by minimising the "
+    "sum of Huber losses of the log residuals with L-BFGS-B from 4500 starts "
+    f"(fit time {a.approach3_seconds:.1f} s, objective {law.objective:.6g}; {n_samples} bootstrap fits).",
+    "",
+    *_law_table(
+      law,
+      [
+        ("E", attrgetter("E")),
+        ("A", attrgetter("A")),
+        ("B", attrgetter("B")),
+        ("α", attrgetter("alpha")),
+        ("β", attrgetter("beta")),
+        ("a = β/(α+β)  (N_opt ∝ C^a)", attrgetter("a")),
+        ("b = α/(α+β)  (D_opt ∝ C^b)", attrgetter("b")),
+        ("G = (αA / βB)^(1/(α+β))", attrgetter("G")),
+      ],
+    ),
+    f"Compute-optimal frontier: N_opt(C) = G (C/6)^a = {_num(law.G)} (C/6)^{law.a:.4f}, "
+    f"D_opt(C) = G⁻¹ (C/6)^b = {_num(1 / law.G)} (C/6)^{law.b:.4f}.",
+    "",
+  ]
+
+
+def _approach2_section(a) -> list[str]:
+  fit = a.approach2
+  if fit is None:
+    return ["Skipped (see warnings).", ""]
+  rows = [
+    [
+      _num(c.C),
+      str(c.n_points),
+      f"{_num(c.N_min)} – {_num(c.N_max)}",
+      _num(c.N_star) if c.convex else "-",
+      _num(c.D_star) if c.convex else "-",
+      _num(c.L_star) if c.convex else "-",
+      "yes" if c.in_range else ("no: minimum outside sampled N" if c.convex else "no: no minimum"),
+    ]
+    for c in fit.curves
+  ]
+  return [
+    "Per budget, a parabola L = c₂ (ln N)² + c₁ ln N + c₀; its vertex N*, D* = C / (6 N*).",
+    "",
+    *_table(["C [FLOP]", "runs", "N sampled", "N*", "D*", "L*", "used"], rows),
+    "Power laws through the used minima (bootstrap: runs resampled within each budget):",
+    "",
+    *_table(
+      ["law", "coefficient", "exponent"],
+      [
+        ["N* = k C^a", _est(estimate(fit.n_law, attrgetter("k"))), _est(estimate(fit.n_law, attrgetter("p")))],
+        ["D* = k C^b", _est(estimate(fit.d_law, attrgetter("k"))), _est(estimate(fit.d_law, attrgetter("p")))],
+      ],
+    ),
+  ]
+
+
+def _approach1_section(a) -> list[str]:
+  fit = a.approach1
+  if fit is None:
+    return ["Skipped (see warnings).", ""]
+  lines = [
+    f"Lower envelope of loss against compute ({len(fit.envelope)} runs), fitted with L(C) = E + (C0 / C)^γ "
+    "(least squares on log L):",
+    "",
+    *_law_table(fit.loss_law, [("E", attrgetter("E")), ("C0 [FLOP]", attrgetter("x0")), ("γ", attrgetter("gamma"))]),
+  ]
+  if fit.n_law is not None:
+    lines += [
+      "N and D of the envelope runs as power laws of C:",
+      "",
+      *_table(
+        ["law", "exponent"],
+        [
+          ["N_opt ∝ C^a", _est(estimate(fit.n_law, attrgetter("p")))],
+          ["D_opt ∝ C^b", _est(estimate(fit.d_law, attrgetter("p")))],
+        ],
+      ),
+    ]
+  return lines
+
+
+def _kaplan_section(a) -> list[str]:
+  fit = a.kaplan
+  if fit is None:
+    return ["Skipped (see warnings).", ""]
+  law = fit.law
+  return [
+    f"L(N) = E + (N0 / N)^α_N on the {len(fit.indices)} runs trained on D ≈ {_num(fit.D)} tokens: "
+    f"E = {_num(law.E)}, N0 = {_num(law.x0)}, α_N = {_num(law.gamma)}.",
+    "",
+  ]
+
+
+def _predictions_section(a) -> list[str]:
+  if not a.predictions:
+    return ["None.", ""]
+  rows = [[_num(p.C), p.method, _est(p.N), _est(p.D), _est(p.L)] for p in a.predictions]
+  return [
+    f"Compute-optimal allocation and loss per budget, values [{INTERVAL_LEVEL:.0%} interval]:",
+    "",
+    *_table(["C [FLOP]", "method", "N", "D", "loss"], rows),
+  ]
+
+
+def _holdout_section(a) -> list[str]:
+  h = a.holdout
+  if h is None:
+    return ["Skipped (see warnings).", ""] if a.settings["hold-out check"] else ["Not run (--no-holdout).", ""]
+  rows = [[r.method, r.quantity, _num(r.predicted), _num(r.observed), f"{r.rel_error:+.1%}"] for r in h.rows]
+  lines = [
+    f"Fitted on the {h.n_train} runs below the largest budget C = {_num(h.budget)} FLOP and compared with "
+    f"its {h.n_test} runs (observed optimum from the {h.observed_from}).",
+    "",
+    *_table(["method", "quantity", "predicted", "observed", "error"], rows),
+  ]
+  if h.run_rel_errors is not None:
+    errors = np.abs(h.run_rel_errors)
+    lines += [
+      f"Approach 3 loss of the held-out runs: mean |error| {errors.mean():.2%}, max {errors.max():.2%}.",
+      "",
+    ]
+  return lines
+
+
+def render_report(a) -> str:
+  sections = [
+    ("Data", _data_section),
+    ("Approach 3: parametric fit of L(N, D)", _approach3_section),
+    ("Approach 2: IsoFLOP profiles", _approach2_section),
+    ("Approach 1: lower envelope", _approach1_section),
+    ("Kaplan-style L(N) at fixed data", _kaplan_section),
+    ("Predictions", _predictions_section),
+    ("Hold-out check", _holdout_section),
+  ]
+  lines = ["# Scaling-law analysis", ""]
+  for title, render in sections:
+    lines += [f"## {title}", "", *render(a)]
+  lines += ["## Warnings", ""]
+  lines += [f"- {w}" for w in a.warnings] or ["None."]
+  lines += ["", "## Plots", ""]
+  for title, png in a.plots.items():
+    svg = Path(png).with_suffix(".svg").name
+    lines += [f"### {title}", "", f"![{title}]({png})", "", f"[SVG]({svg})", ""]
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(a, path: Path) -> None:
+  Path(path).write_text(render_report(a), encoding="utf-8")
+
+
+def summary(a) -> str:
+  """A few lines for the console."""
+  lines = []
+  if a.approach3 is not None:
+    law = a.approach3
+    lines.append(
+      f"approach 3: E={_num(law.E)} A={_num(law.A)} B={_num(law.B)} alpha={_num(law.alpha)} "
+      f"beta={_num(law.beta)} a={law.a:.4f} b={law.b:.4f} ({a.approach3_seconds:.1f} s)"
+    )
+  if a.approach2 is not None:
+    lines.append(f"approach 2: N* ~ C^{a.approach2.n_law.p:.4f}, D* ~ C^{a.approach2.d_law.p:.4f}")
+  if a.approach1 is not None:
+    law = a.approach1.loss_law
+    lines.append(f"approach 1: L(C) = {_num(law.E)} + ({_num(law.x0)} / C)^{law.gamma:.4f}")
+  for p in a.predictions:
+    lines.append(f"predict C={_num(p.C)} ({p.method}): N={_est(p.N)} D={_est(p.D)} L={_est(p.L)}")
+  return "\n".join(lines)

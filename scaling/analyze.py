@@ -1,0 +1,295 @@
+"""Scaling laws from a sweep's results: ``python -m scaling.analyze RESULTS.csv --out DIR``.
+
+Reads a results CSV (ours, or any CSV with columns for two of N, D, C and a loss), fits Chinchilla
+approaches 1, 2 and 3 and a Kaplan-style L(N) with bootstrap intervals, predicts the compute-optimal
+N, D and loss for given budgets, checks the fits on the largest budget held out, and writes plots
+(PNG and SVG) and report.md to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaling.analysis import plots, report
+from scaling.analysis.fits import (
+  HUBER_DELTA,
+  AnalysisError,
+  AnalysisWarning,
+  ChinchillaLaw,
+  EnvelopeFit,
+  HoldoutCheck,
+  IsoFLOPFit,
+  KaplanFit,
+  Prediction,
+  Runs,
+  bootstrap_approach3,
+  fit_approach1,
+  fit_approach2,
+  fit_approach3,
+  fit_kaplan,
+  holdout_check,
+  make_runs,
+  predict,
+  warn,
+)
+
+DEFAULT_COLUMNS = {"N": "N", "D": "D", "C": "C"}
+DEFAULT_LOSS_COLUMNS = ("eval_loss", "train_loss", "loss")
+
+
+@dataclass
+class Analysis:
+  """Everything the report and the plots show."""
+
+  source: str
+  n_rows: int  # data rows in the CSV
+  runs: Runs
+  settings: dict
+  approach3: ChinchillaLaw | None = None
+  approach3_seconds: float = math.nan
+  approach2: IsoFLOPFit | None = None
+  approach1: EnvelopeFit | None = None
+  kaplan: KaplanFit | None = None
+  predictions: list[Prediction] = field(default_factory=list)
+  holdout: HoldoutCheck | None = None
+  warnings: list[str] = field(default_factory=list)
+  plots: dict[str, str] = field(default_factory=dict)  # title -> PNG file name
+
+
+def _parse_float(text: str, where: str) -> float:
+  if text is None or text.strip() == "":
+    return math.nan
+  try:
+    return float(text)
+  except ValueError:
+    raise AnalysisError(f"{where}: {text!r} is not a number") from None
+
+
+def load_runs(
+  csv_path,
+  n_col: str | None = None,
+  d_col: str | None = None,
+  c_col: str | None = None,
+  loss_col: str | None = None,
+  budgets=None,
+  budget_tol: float = 0.02,
+  drop_highest_loss: int = 0,
+) -> tuple[Runs, int]:
+  """Runs from a CSV and the number of data rows in it.
+
+  A column given by name must exist; a default one (N, D, C) is used when present. Two of N, D, C
+  are needed, the third is derived with C = 6 N D. The loss defaults to eval_loss, else
+  train_loss, else loss (the first that is present and not empty). Rows with a ``status`` other
+  than "ok" are skipped.
+  """
+  try:
+    with open(csv_path, newline="") as f:
+      reader = csv.DictReader(f)
+      header = reader.fieldnames or []
+      rows = [(line, row) for line, row in enumerate(reader, start=2)]
+  except OSError as err:
+    raise AnalysisError(f"cannot read {csv_path}: {err.strerror or err}") from None
+  if not header:
+    raise AnalysisError(f"{csv_path} is empty")
+  n_rows = len(rows)
+  if "status" in header:
+    rows = [(line, row) for line, row in rows if (row["status"] or "").strip() == "ok"]
+    if len(rows) < n_rows:
+      warn(f"skipped {n_rows - len(rows)} run(s) whose status is not 'ok'")
+
+  columns = {}
+  for quantity, given in (("N", n_col), ("D", d_col), ("C", c_col)):
+    if given is not None and given not in header:
+      raise AnalysisError(f"column {given!r} ({quantity}) not in {csv_path}; columns are {', '.join(header)}")
+    name = given or DEFAULT_COLUMNS[quantity]
+    if name in header:
+      columns[quantity] = name
+  if len(columns) < 2:
+    raise AnalysisError(
+      f"need columns for two of N, D, C (--n-col, --d-col, --c-col); found {sorted(columns) or 'none'} "
+      f"among {', '.join(header)}"
+    )
+  if loss_col is not None:
+    if loss_col not in header:
+      raise AnalysisError(f"loss column {loss_col!r} not in {csv_path}; columns are {', '.join(header)}")
+  else:
+    present = [c for c in DEFAULT_LOSS_COLUMNS if c in header and any((r[c] or "").strip() for _, r in rows)]
+    if not present:
+      raise AnalysisError(f"no loss column ({', '.join(DEFAULT_LOSS_COLUMNS)}) with values; pass --loss-col")
+    loss_col = present[0]
+    if loss_col != DEFAULT_LOSS_COLUMNS[0]:
+      warn(f"{DEFAULT_LOSS_COLUMNS[0]} is absent or empty; using {loss_col}")
+  columns["L"] = loss_col
+
+  values = {
+    quantity: [_parse_float(row[name], f"line {line}, column {name!r}") for line, row in rows]
+    for quantity, name in columns.items()
+  }
+  runs = make_runs(
+    values.pop("L"),
+    **values,
+    budgets=budgets,
+    budget_tol=budget_tol,
+    drop_highest_loss=drop_highest_loss,
+    row_names=[f"line {line}" for line, _ in rows],
+  )
+  return runs, n_rows
+
+
+def analyze(
+  csv_path,
+  out_dir,
+  n_col: str | None = None,
+  d_col: str | None = None,
+  c_col: str | None = None,
+  loss_col: str | None = None,
+  budgets=None,
+  budget_tol: float = 0.02,
+  drop_highest_loss: int = 0,
+  predict_budgets=None,
+  n_boot: int = 500,
+  seed: int = 0,
+  holdout: bool = True,
+  huber_delta: float = HUBER_DELTA,
+  progress: bool = False,
+) -> Analysis:
+  """Fit every method the data support, then write the plots and report.md to ``out_dir``.
+
+  A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
+  unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
+  (or C) in the data and 10x and 100x it.
+  """
+  out_dir = Path(out_dir)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    runs, n_rows = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss)
+    settings = {
+      "bootstrap resamples": n_boot,
+      "seed": seed,
+      "Huber delta": huber_delta,
+      "budget tolerance": budget_tol,
+      "nominal budgets": "given" if budgets is not None else "from the data",
+      "highest losses dropped": drop_highest_loss,
+      "hold-out check": holdout,
+    }
+    result = Analysis(str(csv_path), n_rows, runs, settings)
+    _fit_all(result, n_boot, seed, huber_delta, progress)
+    C_max = float(max(runs.budgets(), default=runs.C.max()))
+    for C in predict_budgets or (C_max, 10 * C_max, 100 * C_max):
+      result.predictions += predict(float(C), result.approach3, result.approach2, result.approach1)
+    if holdout:
+      try:
+        result.holdout = holdout_check(runs, result.approach3 is not None, huber_delta, progress)
+      except AnalysisError as err:
+        warn(f"hold-out check skipped: {err}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.plots = plots.make_plots(result, out_dir)
+    result.warnings = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
+    report.write_report(result, out_dir / "report.md")
+  for w in caught:
+    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+  return result
+
+
+def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progress: bool) -> None:
+  """Fit approaches 3, 2, 1 and Kaplan L(N) into ``result``, skipping (with a warning) what fails."""
+  runs = result.runs
+
+  def approach3():
+    start = time.perf_counter()
+    law = fit_approach3(runs, delta=huber_delta, progress=progress)
+    result.approach3_seconds = time.perf_counter() - start
+    return bootstrap_approach3(runs, law, n_boot, seed, delta=huber_delta, progress=progress)
+
+  methods = (
+    ("approach 3", "approach3", approach3),
+    ("approach 2", "approach2", lambda: fit_approach2(runs, n_boot, seed, progress)),
+    ("approach 1", "approach1", lambda: fit_approach1(runs, n_boot, seed, progress)),
+  )
+  errors = []
+  for label, attribute, fit in methods:
+    try:
+      setattr(result, attribute, fit())
+    except AnalysisError as err:
+      errors.append(f"{label}: {err}")
+  if len(errors) == len(methods):
+    raise AnalysisError("no method could be fitted: " + "; ".join(errors))
+  for message in errors:
+    warn(f"skipped {message}")
+  try:
+    result.kaplan = fit_kaplan(runs)
+  except AnalysisError as err:
+    warn(f"skipped Kaplan L(N): {err}")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(
+    prog="python -m scaling.analyze",
+    description="Fit scaling laws (Chinchilla approaches 1-3, Kaplan L(N)) to a sweep's results.",
+  )
+  parser.add_argument("csv", help="results CSV: one row per run")
+  parser.add_argument("--out", required=True, help="output directory for report.md and the plots")
+  parser.add_argument("--n-col", help="column of parameters N (default: N, if present)")
+  parser.add_argument("--d-col", help="column of training tokens D (default: D, if present)")
+  parser.add_argument("--c-col", help="column of training compute C in FLOP (default: C, if present)")
+  parser.add_argument("--loss-col", help="loss column (default: eval_loss, else train_loss, else loss)")
+  parser.add_argument("--budgets", type=float, nargs="+", help="nominal IsoFLOP budgets in FLOP")
+  parser.add_argument(
+    "--budget-tol",
+    type=float,
+    default=0.02,
+    help="relative tolerance for grouping runs into budgets (default: 0.02)",
+  )
+  parser.add_argument("--drop-highest-loss", type=int, default=0, help="drop this many highest-loss runs")
+  parser.add_argument(
+    "--predict",
+    type=float,
+    nargs="+",
+    help="budgets C in FLOP to predict (default: the largest budget times 1, 10, 100)",
+  )
+  parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples (default: 500; 0: none)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
+  parser.add_argument("--no-holdout", action="store_true", help="skip the hold-out check")
+  parser.add_argument("--quiet", action="store_true", help="no progress bars")
+  args = parser.parse_args(argv)
+
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", AnalysisWarning)  # printed below, from the result
+      result = analyze(
+        args.csv,
+        args.out,
+        n_col=args.n_col,
+        d_col=args.d_col,
+        c_col=args.c_col,
+        loss_col=args.loss_col,
+        budgets=args.budgets,
+        budget_tol=args.budget_tol,
+        drop_highest_loss=args.drop_highest_loss,
+        predict_budgets=args.predict,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        holdout=not args.no_holdout,
+        huber_delta=args.huber_delta,
+        progress=not args.quiet and sys.stderr.isatty(),
+      )
+  except AnalysisError as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  for message in result.warnings:
+    print(f"warning: {message}", file=sys.stderr)
+  print(report.summary(result))
+  print(f"wrote {Path(args.out) / 'report.md'} and {len(result.plots)} plots (PNG and SVG)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,428 @@
+"""Scaling-law analysis: the Chinchilla replication, recovery of known laws, prediction, CLI, bad input."""
+
+import csv
+import math
+import re
+import time
+import warnings
+from operator import attrgetter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from scaling.analysis.fits import (
+  AnalysisError,
+  AnalysisWarning,
+  ChinchillaLaw,
+  bootstrap_approach3,
+  estimate,
+  fit_approach1,
+  fit_approach2,
+  fit_approach3,
+  group_by_value,
+  lower_envelope,
+  make_runs,
+  start_grid,
+)
+from scaling.analyze import analyze, load_runs, main
+
+CHINCHILLA_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
+CHINCHILLA_BUDGETS = [6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21]
+TRUE_LAW = ChinchillaLaw(E=1.7, A=400.0, B=1500.0, alpha=0.34, beta=0.30)
+SWEEP_BUDGETS = [1e17, 3e17, 1e18, 3e18, 1e19, 3e19]
+RESULTS_HEADER = "run_id,family,size,N,N_nonembed,D,C,C_chinchilla,train_loss,eval_loss,wall_time_s,status".split(",")
+
+
+def synthetic_sweep(seed: int = 1, noise: float = 0.005):
+  """An IsoFLOP sweep of TRUE_LAW: per budget, the model sizes within 8x of N_opt, C hit within 0.5%,
+  losses with 0.5% log-normal noise."""
+  rng = np.random.default_rng(seed)
+  sizes = np.geomspace(5e6, 2e9, 12)
+  N, C = [], []
+  for budget in SWEEP_BUDGETS:
+    n_opt = TRUE_LAW.n_opt(budget)
+    for n in sizes[(sizes > n_opt / 8) & (sizes < n_opt * 8)]:
+      N.append(n)
+      C.append(budget * (1 + rng.uniform(-0.005, 0.005)))
+  N, C = np.array(N), np.array(C)
+  D = C / (6 * N)
+  L = TRUE_LAW.loss(N, D) * np.exp(rng.normal(0, noise, len(N)))
+  return N, D, C, L
+
+
+def write_results_csv(path: Path, N, D, C, L, failed_rows: int = 1) -> Path:
+  """Our sweep's results format, with ``failed_rows`` failed runs (empty losses) appended."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(RESULTS_HEADER)
+    for i, (n, d, c, loss) in enumerate(zip(N, D, C, L, strict=True)):
+      writer.writerow([f"r{i}", "gpt", f"s{n:.0f}", n, 0.9 * n, d, c, 6 * n * d, loss + 0.01, loss, 10.0, "ok"])
+    for i in range(failed_rows):
+      writer.writerow([f"f{i}", "gpt", "s1", 1e8, 9e7, 1e9, 6e17, 6e17, "", "", 1.0, "failed"])
+  return path
+
+
+def write_csv(path: Path, header, rows) -> Path:
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Chinchilla replication (Besiroglu et al. 2024)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chinchilla_runs():
+  if not CHINCHILLA_CSV.exists():
+    pytest.skip(f"{CHINCHILLA_CSV} not available")
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)  # the digitised points between budgets
+    runs, n_rows = load_runs(
+      CHINCHILLA_CSV,
+      n_col="Model Size",
+      c_col="Training FLOP",
+      loss_col="loss",
+      budgets=CHINCHILLA_BUDGETS,
+      budget_tol=0.5,
+      drop_highest_loss=5,
+    )
+  assert n_rows == 245 and len(runs) == 240
+  return runs
+
+
+@pytest.fixture(scope="module")
+def chinchilla_fit(chinchilla_runs):
+  start = time.perf_counter()
+  law = fit_approach3(chinchilla_runs)
+  seconds = time.perf_counter() - start
+  print(f"\n4500-start approach-3 fit on the Chinchilla data: {seconds:.1f} s")
+  return law, seconds
+
+
+def test_chinchilla_replicates_besiroglu_et_al(chinchilla_fit):
+  law, _ = chinchilla_fit
+  assert law.E == pytest.approx(1.8172, abs=1e-3)
+  assert law.alpha == pytest.approx(0.3473, abs=1e-3)
+  assert law.beta == pytest.approx(0.3672, abs=1e-3)
+  assert law.a == pytest.approx(0.514, abs=1e-3)
+  assert law.A == pytest.approx(477.8, rel=5e-3)
+  assert law.B == pytest.approx(2143, rel=5e-3)
+
+
+def test_chinchilla_fit_takes_at_most_60_seconds(chinchilla_fit):
+  _, seconds = chinchilla_fit
+  assert seconds <= 60
+
+
+def test_chinchilla_bootstrap_matches_published_intervals(chinchilla_runs, chinchilla_fit):
+  law = bootstrap_approach3(chinchilla_runs, chinchilla_fit[0], n_boot=100, seed=0)
+  assert len(law.samples) >= 95
+  # Besiroglu et al.'s 95% intervals from 4000 resamples; 100 resamples move the ends by ~0.01.
+  published = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}
+  for name, (lo, hi) in published.items():
+    e = estimate(law, attrgetter(name))
+    assert e.lo < e.value < e.hi
+    assert e.lo == pytest.approx(lo, abs=0.02) and e.hi == pytest.approx(hi, abs=0.025), name
+
+
+def test_chinchilla_approach2_agrees_with_approach3(chinchilla_runs, chinchilla_fit):
+  fit = fit_approach2(chinchilla_runs)
+  assert len(fit.used) == 9
+  assert fit.n_law.p == pytest.approx(chinchilla_fit[0].a, abs=0.02)
+  assert fit.n_law.p + fit.d_law.p == pytest.approx(1.0, abs=1e-9)  # D* = C / (6 N*)
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 3 on synthetic data, the frontier formula, prediction and hold-out
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sweep_csv(tmp_path_factory):
+  return write_results_csv(tmp_path_factory.mktemp("sweep") / "results.csv", *synthetic_sweep(), failed_rows=1)
+
+
+@pytest.fixture(scope="module")
+def sweep_analysis(sweep_csv):
+  """The library entry point on the synthetic sweep: every fit, the hold-out check, plots, report."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    result = analyze(sweep_csv, sweep_csv.parent / "out", n_boot=60, seed=0, predict_budgets=[3e20])
+  result.caught = [str(w.message) for w in caught]
+  return result
+
+
+def test_start_grid_is_hoffmanns_4500_points():
+  grid = start_grid()
+  assert grid.shape == (4500, 5)
+  assert sorted(set(grid[:, 0])) == [0, 5, 10, 15, 20, 25]  # a
+  assert sorted(set(grid[:, 2])) == [-1, -0.5, 0, 0.5, 1]  # e
+  assert sorted(set(grid[:, 3])) == [0, 0.5, 1, 1.5, 2]  # alpha
+
+
+def test_approach3_recovers_known_law(sweep_analysis):
+  assert sweep_analysis.runs.budgets() == pytest.approx(SWEEP_BUDGETS, rel=0.01)
+  sweep_fit = sweep_analysis.approach3
+  assert sweep_fit.alpha == pytest.approx(TRUE_LAW.alpha, abs=0.03)
+  assert sweep_fit.beta == pytest.approx(TRUE_LAW.beta, abs=0.02)
+  assert sweep_fit.E == pytest.approx(TRUE_LAW.E, abs=0.1)
+  assert sweep_fit.a == pytest.approx(TRUE_LAW.a, abs=0.02)
+  for name in ("alpha", "beta", "E"):
+    e = estimate(sweep_fit, attrgetter(name))
+    assert e.lo <= getattr(TRUE_LAW, name) <= e.hi, name
+
+
+def test_frontier_formula_by_hand():
+  law = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al.'s Eq. 10
+  # G = (alpha A / (beta B))^(1/(alpha+beta)) = (138.176 / 114.996)^(1/0.62) = 1.2015722^1.6129032
+  assert law.G == pytest.approx(1.2015722 ** (1 / 0.62), rel=1e-6)
+  assert law.G == pytest.approx(1.344711, rel=1e-6)
+  assert law.a == pytest.approx(0.28 / 0.62) and law.b == pytest.approx(0.34 / 0.62)
+  C = 1e21  # C/6 = 1.6667e20
+  assert law.n_opt(C) == pytest.approx(1.344711 * (1e21 / 6) ** (0.28 / 0.62), rel=1e-6)
+  assert law.n_opt(C) == pytest.approx(1.8242177e9, rel=1e-6)
+  assert law.d_opt(C) == pytest.approx(9.1363365e10, rel=1e-6)
+  assert 6 * law.n_opt(C) * law.d_opt(C) == pytest.approx(C)
+  # and it is the minimum of L(N, C / (6 N)) along the IsoFLOP line
+  best = minimize_scalar(
+    lambda ln_n: law.loss(math.exp(ln_n), C / (6 * math.exp(ln_n))),
+    bounds=(15, 30),
+    method="bounded",
+    options={"xatol": 1e-10},
+  )
+  assert math.exp(best.x) == pytest.approx(law.n_opt(C), rel=1e-4)
+  assert law.loss_opt(C) == pytest.approx(2.32888, abs=1e-5)
+
+
+def test_prediction_with_intervals(sweep_analysis):
+  C = 3e20  # ten times the largest budget
+  p, p2, p1 = sweep_analysis.predictions
+  assert (p.method, p2.method, p1.method) == ("approach 3", "approach 2", "approach 1")
+  assert p.C == p2.C == p1.C == C
+  assert p.N.value == pytest.approx(float(TRUE_LAW.n_opt(C)), rel=0.25)
+  assert p.D.value == pytest.approx(float(TRUE_LAW.d_opt(C)), rel=0.25)
+  assert p.L.value == pytest.approx(float(TRUE_LAW.loss_opt(C)), rel=0.01)
+  for e in (p.N, p.D, p.L):
+    assert e.lo < e.value < e.hi
+  assert p.N.lo <= TRUE_LAW.n_opt(C) <= p.N.hi
+  assert p.L.lo <= TRUE_LAW.loss_opt(C) <= p.L.hi
+  assert p2.N.value == pytest.approx(float(TRUE_LAW.n_opt(C)), rel=0.25)
+  assert p2.N.lo < p2.N.value < p2.N.hi and p2.L is None
+  assert p1.L.value == pytest.approx(float(TRUE_LAW.loss_opt(C)), rel=0.02)
+
+
+def test_holdout_predicts_largest_budget(sweep_analysis):
+  check = sweep_analysis.holdout
+  assert check.budget == pytest.approx(SWEEP_BUDGETS[-1], rel=0.01)
+  assert check.n_train + check.n_test == len(sweep_analysis.runs)
+  rows = {(r.method, r.quantity): r for r in check.rows}
+  assert {"approach 3", "approach 2", "approach 1"} == {method for method, _ in rows}
+  assert abs(rows["approach 3", "L*"].rel_error) < 0.01
+  assert abs(rows["approach 3", "N*"].rel_error) < 0.4
+  assert abs(rows["approach 2", "N*"].rel_error) < 0.4
+  assert np.abs(check.run_rel_errors).max() < 0.02  # 0.5% noise
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 2 and approach 1 on synthetic data
+# --------------------------------------------------------------------------------------------------
+
+
+def isoflop_parabolas(a: float = 0.46, k: float = 0.08, seed: int = 0):
+  """Exact parabolas in ln N around N*(C) = k C^a, sampled off-centre, with noise 0.002."""
+  rng = np.random.default_rng(seed)
+  N, C, L = [], [], []
+  for budget in [1e18, 3e18, 1e19, 3e19, 1e20, 3e20]:
+    ln_star = math.log(k * budget**a)
+    offsets = np.linspace(-1.5, 1.5, 7) + rng.uniform(-0.3, 0.3)
+    N += list(np.exp(ln_star + offsets))
+    C += [budget] * len(offsets)
+    L += list(1.7 + (3e21 / budget) ** 0.15 + 0.04 * offsets**2 + rng.normal(0, 0.002, len(offsets)))
+  return np.array(N), np.array(C), np.array(L)
+
+
+def test_approach2_recovers_known_exponents():
+  N, C, L = isoflop_parabolas(a=0.46, k=0.08)
+  fit = fit_approach2(make_runs(L, N=N, C=C), n_boot=200, seed=0)
+  assert len(fit.used) == 6
+  assert fit.n_law.p == pytest.approx(0.46, abs=0.01)
+  assert fit.d_law.p == pytest.approx(0.54, abs=0.01)
+  assert fit.n_law.k == pytest.approx(0.08, rel=0.3)
+  a = estimate(fit.n_law, lambda law: law.p)
+  b = estimate(fit.d_law, lambda law: law.p)
+  assert a.lo <= 0.46 <= a.hi and b.lo <= 0.54 <= b.hi
+  assert a.hi - a.lo < 0.05
+  for curve in fit.curves:
+    assert curve.D_star == pytest.approx(curve.C / (6 * curve.N_star))
+
+
+def test_approach2_flags_minimum_outside_sampled_range():
+  N, C, L = isoflop_parabolas(a=0.46, k=0.08)
+  keep = (C < C.max()) | (N > 1.2 * 0.08 * C**0.46)  # the largest budget: only N above its minimum
+  N, C, L = N[keep], C[keep], L[keep]
+  assert (C == C.max()).sum() == 3
+  with pytest.warns(AnalysisWarning, match="outside the sampled N range"):
+    fit = fit_approach2(make_runs(L, N=N, C=C))
+  flagged = [c for c in fit.curves if not c.in_range]
+  assert len(flagged) == 1 and flagged[0].C == pytest.approx(C.max())
+  assert len(fit.used) == 5
+  assert fit.n_law.p == pytest.approx(0.46, abs=0.015)
+
+
+def test_approach2_skips_budget_with_one_point():
+  N, C, L = isoflop_parabolas()
+  N, C, L = np.append(N, 1e9), np.append(C, 1e22), np.append(L, 2.0)
+  with pytest.warns(AnalysisWarning, match="fewer than 3 distinct N"):
+    fit = fit_approach2(make_runs(L, N=N, C=C))
+  assert len(fit.curves) == 6 and fit.n_law.p == pytest.approx(0.46, abs=0.01)
+
+
+def test_approach2_needs_three_budgets():
+  N, C, L = isoflop_parabolas()
+  keep = C <= 3e18
+  with pytest.raises(AnalysisError, match="at least 3 budgets"):
+    fit_approach2(make_runs(L[keep], N=N[keep], C=C[keep]))
+
+
+def test_lower_envelope_by_hand():
+  C = np.array([1.0, 2.0, 2.0, 3.0, 4.0, 5.0])
+  L = np.array([5.0, 4.0, 4.5, 4.2, 3.0, 3.5])
+  assert list(lower_envelope(C, L)) == [0, 1, 4]
+
+
+def test_approach1_recovers_known_envelope():
+  rng = np.random.default_rng(0)
+  E, C0, gamma = 1.8, 1e19, 0.3
+  C_env = np.geomspace(1e17, 1e22, 25)
+  L_env = (E + (C0 / C_env) ** gamma) * np.exp(rng.normal(0, 0.001, C_env.size))
+  C_off = np.repeat(C_env, 3) * rng.uniform(0.9, 1.1, 75)
+  L_off = (E + (C0 / C_off) ** gamma) * rng.uniform(1.02, 1.15, 75)  # runs above the envelope
+  C = np.concatenate([C_env, C_off])
+  L = np.concatenate([L_env, L_off])
+  N = np.sqrt(C / 120)  # 20 tokens per parameter
+  fit = fit_approach1(make_runs(L, N=N, C=C), n_boot=100, seed=0)
+  law = fit.loss_law
+  assert law.E == pytest.approx(E, abs=0.05)
+  assert law.gamma == pytest.approx(gamma, abs=0.02)
+  assert law.x0 == pytest.approx(C0, rel=0.15)
+  e = estimate(law, lambda sample: sample.E)
+  assert e.lo <= E <= e.hi
+  assert fit.n_law.p == pytest.approx(0.5, abs=1e-3) and fit.d_law.p == pytest.approx(0.5, abs=1e-3)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input handling and the command line
+# --------------------------------------------------------------------------------------------------
+
+
+def test_make_runs_derives_the_third_quantity():
+  runs = make_runs([3.0, 2.5, 2.2], N=[1e8, 2e8, 4e8], C=[6e18, 1.2e19, 2.4e19])
+  assert runs.D == pytest.approx([1e10, 1e10, 1e10])
+  runs = make_runs([3.0, 2.5, 2.2], N=[1e8, 2e8, 4e8], D=[1e10, 1e10, 1e10])
+  assert runs.C == pytest.approx([6e18, 1.2e19, 2.4e19])
+
+
+def test_budget_grouping_tolerance():
+  C = np.array([1e19, 1.01e19, 0.995e19, 3e19, 3.02e19])
+  groups = group_by_value(C, 0.02)
+  assert len(np.unique(groups)) == 2
+  # values that chain over more than twice the tolerance are not one budget
+  assert np.isnan(group_by_value(np.geomspace(1e19, 2e19, 60), 0.02)).all()
+  assert group_by_value(C, 0.05, centers=[1e19, 3e19]) == pytest.approx([1e19] * 3 + [3e19] * 2)
+
+
+def test_loss_falls_back_to_train_loss(tmp_path):
+  rows = [[1e8 * 2**i, 1e10, 3.0 - 0.1 * i, ""] for i in range(4)]
+  path = write_csv(tmp_path / "r.csv", ["N", "D", "train_loss", "eval_loss"], rows)
+  with pytest.warns(AnalysisWarning, match="using train_loss"):
+    runs, _ = load_runs(path)
+  assert runs.L == pytest.approx([3.0, 2.9, 2.8, 2.7])
+
+
+@pytest.mark.parametrize(
+  "header, rows, args, message",
+  [
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0]] * 4, ["--loss-col", "eval"], "loss column 'eval' not in"),
+    (["N", "loss"], [[1e8, 3.0]] * 4, [], "need columns for two of N, D, C"),
+    (
+      ["N", "D", "loss"],
+      [[1e8, 1e10, 3.0], [-1e8, 1e10, 2.9], [1e9, 1e10, 2.8]],
+      [],
+      "N is non-positive .* line 3",
+    ),
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, ""], [1e9, 1e10, 2.8]], [], "L is NaN, empty .* line 3"),
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, "nan"], [1e9, 1e10, 2.8]], [], "L is NaN"),
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, "abc", 2.9], [1e9, 1e10, 2.8]], [], "'abc' is not a number"),
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, 2.9]], [], "only 2 run"),
+    (["N", "D", "loss"], [[1e8 * (i + 1), 1e10, 3.0 - 0.1 * i] for i in range(3)], [], "no method could be fitted"),
+  ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, header, rows, args, message):
+  path = write_csv(tmp_path / "bad.csv", header, rows)
+  assert main([str(path), "--out", str(tmp_path / "out"), "--quiet", *args]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ")
+  assert re.search(message, err[0]), err[0]
+
+
+def test_cli_missing_file(tmp_path, capsys):
+  assert main([str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 2
+  assert "cannot read" in capsys.readouterr().err
+
+
+def test_methods_the_data_cannot_support_are_skipped(tmp_path):
+  """Eight runs at scattered budgets: too few for approach 3, no budgets for approach 2, but an
+  envelope for approach 1; the report says what was skipped."""
+  rng = np.random.default_rng(0)
+  N = np.geomspace(1e7, 1e9, 8)
+  D = 20 * N * rng.uniform(0.5, 2, 8)
+  L = TRUE_LAW.loss(N, D)
+  path = write_csv(tmp_path / "r.csv", ["N", "D", "eval_loss"], np.column_stack([N, D, L]))
+  with pytest.warns(AnalysisWarning) as record:
+    result = analyze(path, tmp_path / "out", n_boot=10)
+  messages = " | ".join(str(w.message) for w in record)
+  assert "skipped approach 3" in messages and "skipped approach 2" in messages
+  assert result.approach3 is None and result.approach2 is None and result.approach1 is not None
+  report = (tmp_path / "out" / "report.md").read_text()
+  assert "Skipped (see warnings)" in report and "skipped approach 3" in report
+  assert (tmp_path / "out" / "loss_vs_compute.png").stat().st_size > 0
+
+
+def check_outputs(out: Path, law: ChinchillaLaw, n_runs: int) -> str:
+  for name in ("loss_vs_compute", "isoflops", "optimal_allocation", "loss_contours"):
+    for suffix in (".png", ".svg"):
+      assert (out / f"{name}{suffix}").stat().st_size > 10_000, name + suffix
+  report = (out / "report.md").read_text()
+  for value in (law.E, law.A, law.B, law.alpha, law.beta, law.a):
+    assert f"{value:.5g}" in report
+  assert f"{n_runs} runs used of {n_runs + 1} rows" in report
+  for section in ("Approach 3", "Approach 2", "Approach 1", "Predictions", "Hold-out check", "Plots"):
+    assert f"## {section}" in report
+  assert "![IsoFLOP curves](isoflops.png)" in report and "[SVG](isoflops.svg)" in report
+  return report
+
+
+def test_analyze_writes_plots_and_report(sweep_analysis, sweep_csv):
+  assert "skipped 1 run(s) whose status is not 'ok'" in sweep_analysis.caught
+  report = check_outputs(sweep_csv.parent / "out", sweep_analysis.approach3, len(sweep_analysis.runs))
+  assert "| 3e+20 | approach 3 |" in report
+  assert "mean |error|" in report  # the hold-out check ran
+
+
+def test_cli_end_to_end(tmp_path, capsys, sweep_csv, sweep_analysis):
+  out = tmp_path / "analysis"
+  rc = main([str(sweep_csv), "--out", str(out), "--bootstrap", "20", "--quiet", "--no-holdout", "--predict", "1e21"])
+  captured = capsys.readouterr()
+  assert rc == 0, captured.err
+  assert "warning: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
+  law = sweep_analysis.approach3  # the CLI fits the same runs, so the same numbers appear
+  assert f"alpha={law.alpha:.5g} beta={law.beta:.5g}" in captured.out
+  report = check_outputs(out, law, len(sweep_analysis.runs))
+  assert "| 1e+21 | approach 3 |" in report
+  assert "Not run (--no-holdout)" in report
