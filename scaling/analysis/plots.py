@@ -236,7 +236,7 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
   runs = analysis.runs
   prediction_budgets = sorted({p.C for p in analysis.predictions})
-  budgets = runs.budgets()
+  budgets = [b for b in runs.budgets() if np.sum(runs.budget == b) >= 3]  # the IsoFLOP groups, not stray runs
   figures = {
     "Loss against compute": (
       "loss_vs_compute",
