@@ -12,8 +12,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.family = "base"  # model family name, recorded in summary.json and results.csv
   c.size = ""  # size name within the family (e.g. '124m'), recorded likewise
-  c.seed = 0  # seeds parameters, dropout and data order
-  c.objective = "causal_lm"  # causal_lm | mlm (masked LM, BERT-style)
+  c.seed = 0  # seeds parameters, dropout, MLM masking and data order
+  c.objective = "causal_lm"  # causal_lm | mlm (BERT's masked LM) | mlm_nsp (MLM + next-sentence prediction)
 
   m = c.model = ml_collections.ConfigDict()
   m.num_layers = 2  # Transformer blocks
@@ -36,6 +36,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.causal = True  # causal (decoder) or bidirectional (encoder) attention
   m.num_segments = 0  # token-type (segment) embeddings; 0 = none (BERT uses 2)
   m.embed_norm = False  # normalise the embeddings before the first block (BERT)
+  m.mlm_head = False  # BERT's MLM head: dense, activation, norm before the decoder; output bias if use_bias
+  m.pooler = False  # BERT's [CLS] pooler (dense, tanh) and the 2-way next-sentence classifier on it
   m.dropout = 0.0  # dropout rate on embeddings, attention output and MLP output
   m.init_std = 0.02  # std of the normal initialiser of kernels and embeddings
   m.dtype = "auto"  # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU) | float32 | bfloat16

@@ -2,8 +2,10 @@
 
 Conventions
 - N (total): every parameter of the model, as `jax.tree.leaves` counts them (tests check it).
-- N (non-embedding): N minus the token, position and segment tables and an untied output head
-  (Kaplan et al. 2020).
+- N (non-embedding): N minus the token, position and segment tables, an untied output head and the
+  MLM head's output bias (Kaplan et al. 2020).
+- heads: BERT's pretraining heads (the MLM head and the next-sentence classifier), which its
+  published counts leave out: BERT-base's 109,482,240 is N - heads (the pooler is counted).
 - FLOPs per token, PaLM (Chowdhery et al. 2022, appendix B): 6 N_matmul + 12 L H Q T, where
   N_matmul = non-embedding parameters + the output projection (tied or not), since the logits
   matmul costs FLOPs while an embedding lookup does not. Training compute C = that x D.
@@ -53,15 +55,20 @@ def norm_params(m) -> int:
 
 
 def param_counts(m) -> dict[str, int]:
-  """{'total', 'non_embedding', 'embedding'} parameter counts of the model config `m`."""
-  vocab, d = padded_vocab(m), m.d_model
+  """{'total', 'non_embedding', 'embedding', 'heads'} parameter counts of the model config `m`."""
+  vocab, d, bias = padded_vocab(m), m.d_model, int(m.use_bias)
+  mlm_transform = (d * d + bias * d + norm_params(m)) * int(m.mlm_head)
+  mlm_bias = bias * vocab * int(m.mlm_head)
+  pooler, classifier = (d * d + bias * d) * int(m.pooler), (d * 2 + bias * 2) * int(m.pooler)
   embedding = vocab * d
   embedding += m.max_len * d if m.position == "learned" else 0
   embedding += m.num_segments * d
   embedding += 0 if m.tie_embeddings else vocab * d
+  embedding += mlm_bias
   norms = norm_params(m) * (int(m.embed_norm) + int(m.norm_placement == "pre"))
-  non_embedding = m.num_layers * _block_params(m) + norms
-  return {"total": non_embedding + embedding, "non_embedding": non_embedding, "embedding": embedding}
+  non_embedding = m.num_layers * _block_params(m) + norms + mlm_transform + pooler + classifier
+  return {"total": non_embedding + embedding, "non_embedding": non_embedding, "embedding": embedding,
+          "heads": mlm_transform + mlm_bias + classifier}
 
 
 def flops_per_token(m, seq_len: int) -> float:
@@ -76,5 +83,5 @@ def chinchilla_flops_per_token(m, seq_len: int) -> float:
   embeddings = 2 * vocab * d
   attention = 2 * d * hd * (h + 2 * kv) + 2 * t * h * hd + 3 * h * t + 2 * t * h * hd + 2 * h * hd * d
   dense = 2 * d * m.d_ff * (3 if MLPS[m.mlp][1] else 2)
-  logits = 2 * d * vocab
+  logits = 2 * d * vocab + 2 * d * d * int(m.mlm_head)  # the MLM head's dense layer runs at every position
   return 3 * (embeddings + m.num_layers * (attention + dense) + logits)

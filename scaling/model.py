@@ -177,8 +177,35 @@ class Block(nnx.Module):
     return constrain(x, ("batch", "length", "act_embed"))
 
 
+class MLMHead(nnx.Module):
+  """BERT's masked-LM head: dense, activation and norm before the decoder, and a bias on its logits."""
+
+  def __init__(self, m, *, rngs: nnx.Rngs):
+    self.dense = Dense((m.d_model,), (m.d_model,), ("embed",), ("embed",), m.use_bias, m.init_std, rngs=rngs)
+    self.activation = MLPS[m.mlp][0]
+    self.norm = Norm(m, rngs=rngs)
+    self.bias = param(None, (padded_vocab(m),), ("vocab",), None) if m.use_bias else None
+
+  def __call__(self, h, decode) -> jax.Array:
+    out = decode(self.norm(self.activation(self.dense(h))))
+    return out if self.bias is None else out + self.bias[...].astype(out.dtype)
+
+
+class Pooler(nnx.Module):
+  """BERT's pooler, tanh(dense(h)) at the first ([CLS]) position, and the next-sentence classifier."""
+
+  def __init__(self, m, *, rngs: nnx.Rngs):
+    self.dense = Dense((m.d_model,), (m.d_model,), ("embed",), ("embed",), m.use_bias, m.init_std, rngs=rngs)
+    self.classifier = Dense((m.d_model,), (2,), ("embed",), ("classes",), m.use_bias, m.init_std, rngs=rngs)
+
+  def __call__(self, h) -> jax.Array:
+    """Hidden states [batch, length, d_model] -> next-sentence logits [batch, 2] (0: B follows A)."""
+    return self.classifier(jnp.tanh(self.dense(h[:, 0])))
+
+
 class Transformer(nnx.Module):
-  """Token (+ position, + segment) embeddings, a stack of blocks, a final norm (pre-norm), a head."""
+  """Token (+ position, + segment) embeddings, a stack of blocks, a final norm (pre-norm), a head;
+  optionally BERT's MLM head before the decoder and its pooler with the next-sentence classifier."""
 
   def __init__(self, m, *, rngs: nnx.Rngs):
     self.m = m
@@ -193,9 +220,12 @@ class Transformer(nnx.Module):
     self.final_norm = Norm(m, rngs=rngs) if m.norm_placement == "pre" else None
     self.head = (None if m.tie_embeddings else
                  Dense((m.d_model,), (vocab,), ("embed",), ("vocab",), False, m.init_std, rngs=rngs))
+    self.mlm_head = MLMHead(m, rngs=rngs) if m.mlm_head else None
+    self.pooler = Pooler(m, rngs=rngs) if m.pooler else None
 
   def hidden(self, tokens, *, segments=None, padding=None, key=None) -> jax.Array:
-    """Final hidden states [batch, length, d_model]; `padding` is True at real (unpadded) tokens."""
+    """Final hidden states [batch, length, d_model]; `padding` is True at real (unpadded) tokens,
+    `segments` are token types (default 0)."""
     m, dtype = self.m, compute_dtype(self.m)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
     x = jnp.take(self.embed[...], tokens, axis=0)
@@ -204,6 +234,7 @@ class Transformer(nnx.Module):
     elif m.position == "sinusoidal":
       x = x + sinusoids(tokens.shape[1], m.d_model)
     if self.segment_embed is not None:
+      segments = jnp.zeros_like(tokens) if segments is None else segments
       x = x + jnp.take(self.segment_embed[...], segments, axis=0)
     if self.embed_norm is not None:
       x = self.embed_norm(x)
@@ -219,11 +250,14 @@ class Transformer(nnx.Module):
 
   def logits(self, h: jax.Array) -> jax.Array:
     """Vocabulary logits (compute dtype) for hidden states h[..., d_model]."""
-    if self.head is not None:
-      out = self.head(h)
-    else:
-      out = jnp.einsum("...d,vd->...v", h, self.embed[...].astype(h.dtype))
+    out = self.decode(h) if self.mlm_head is None else self.mlm_head(h, self.decode)
     return constrain(out, ("batch", "length", "act_vocab"))
+
+  def decode(self, h: jax.Array) -> jax.Array:
+    """The output projection: the untied head, or the token embedding transposed."""
+    if self.head is not None:
+      return self.head(h)
+    return jnp.einsum("...d,vd->...v", h, self.embed[...].astype(h.dtype))
 
   def __call__(self, tokens, **kwargs) -> jax.Array:
     return self.logits(self.hidden(tokens, **kwargs))

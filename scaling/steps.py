@@ -1,8 +1,9 @@
 """The training state, its shardings, sharded initialisation, and the pure train and eval steps.
 
 State is a plain dict {'params', 'opt_state', 'step'}; the model's structure (an nnx GraphDef) is
-static. Steps are pure functions of (state, batch): dropout keys derive from (seed, step), so a
-resumed run draws the same keys. `scaling.train` and `scaling.bench` both use `Trainer`.
+static. Steps are pure functions of (state, batch): the keys of dropout and MLM masking derive from
+(seed, step), so a resumed run draws the same keys. `scaling.train` and `scaling.bench` both use
+`Trainer`.
 """
 
 from __future__ import annotations
@@ -65,18 +66,16 @@ class Trainer:
     """One optimizer update over the whole batch, accumulated over `optim.accum_steps` microbatches."""
     params, accum = state["params"], self.config.optim.accum_steps
     key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
-    if self.config.model.dropout == 0.0:
-      key = None
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
     if accum == 1:
       (_, stats), grads = grad_fn(params, batch, key)
     else:
       # Microbatch i holds rows i, i + accum, ...: each device keeps its own rows.
       micro = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(-1, accum, *x.shape[1:]), 1, 0), batch)
-      keys = jax.random.split(key, accum) if key is not None else [None] * accum
+      keys = jax.random.split(key, accum)
 
       def add(total, i):
-        (_, s), g = grad_fn(params, jax.tree.map(lambda x: x[i], micro), None if key is None else keys[i])
+        (_, s), g = grad_fn(params, jax.tree.map(lambda x: x[i], micro), keys[i])
         return jax.tree.map(jnp.add, total, (s, g)), None
 
       (_, stat_shapes), grad_shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), None)

@@ -28,8 +28,11 @@ log = logging.getLogger("scaling.data")
 
 def window_source(config, split: str):
   """The window source of `split` ('train' | 'validation') of config.data.dataset (None: the dataset
-  has no held-out split)."""
+  has no held-out split); for next-sentence prediction, segment pairs (scaling/data/pairs.py)."""
   d = config.data
+  if config.objective == "mlm_nsp":
+    from scaling.data import pairs
+    return pairs.PairSource.open(config, split)
   if d.dataset == "synthetic":
     return synthetic.SyntheticWindows(d.seq_len, config.seed, split)
   from scaling.data import sources  # TFDS is only imported for real data
@@ -42,6 +45,13 @@ def examples(source, indices: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
   tokens, valid = source.read(np.asarray(indices))
   tokens = np.where(valid, tokens, pad_id).astype(np.int32)
   return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": valid[:, 1:].astype(np.float32)}
+
+
+def batch_reader(config, source):
+  """Window numbers -> a batch: the source's own examples() (segment pairs), else packed windows."""
+  if hasattr(source, "examples"):
+    return source.examples
+  return functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
 
 
 def local_batch_size(config, process_count: int) -> int:
@@ -60,7 +70,7 @@ def train_iterator(config, process_index: int = 0, process_count: int = 1) -> gr
     numbers = grain.MapDataset.range(sys.maxsize)
   else:
     numbers = grain.MapDataset.range(source.num_windows).shuffle(seed=config.seed % 2**32).repeat()
-  read = functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
+  read = batch_reader(config, source)
   batches = numbers[process_index::process_count].batch(b, drop_remainder=True).map(read)
   d = config.data
   threads = 1 if d.prefetch else 0  # one thread prepares batches while the step runs; a batch is one gather
@@ -90,7 +100,7 @@ def eval_batches(config, process_index: int = 0, process_count: int = 1) -> Iter
   num_batches = math.ceil(source.num_windows / batch)
   if config.train.eval_batches:
     num_batches = min(num_batches, config.train.eval_batches)
-  read = functools.partial(examples, source, pad_id=get_tokenizer(config.data).pad_id)
+  read = batch_reader(config, source)
   rows = process_index * b + np.arange(b)
   return (read(np.where(k * batch + rows < source.num_windows, k * batch + rows, -1))
           for k in range(num_batches))
