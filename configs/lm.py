@@ -1,6 +1,6 @@
 """A modern decoder for scaling studies: RoPE, RMSNorm, SwiGLU, no biases, tied embeddings.
 
-Sizes are named by their approximate non-embedding parameter count, from 50k to 1b; the shapes
+Sizes are named by their approximate non-embedding parameter count, from 10k to 1b; the shapes
 keep head_dim in 16..128 and the aspect ratio d_model / num_layers growing slowly with size.
 """
 
@@ -8,6 +8,8 @@ from configs import base
 
 # name: (layers, d_model, heads)
 LADDER = {
+    "10k": (1, 32, 2),
+    "25k": (2, 32, 2),
     "50k": (2, 48, 3),
     "100k": (2, 64, 4),
     "200k": (3, 80, 5),

@@ -1,0 +1,727 @@
+"""Sweeps: expand an experiment into runs, launch them (here, on SLURM, on a TPU VM), collect results.
+
+  python -m scaling.sweep --experiment experiments/cpu_isoflop.py [--launcher local|slurm|tpu]
+      [--dry-run] [--only PATTERN] [--root DIR] [--jobs K] [--wait] [--collect] [-- LAUNCH.SH OPTIONS]
+
+An experiment file defines `runs()`, returning Runs built with `grid` (a base config plus the axes
+that vary) or `isoflop` (FLOP budgets x model shapes around the expected optimum, each run's steps set
+so that its training FLOPs hit its budget). A run is a config spec plus overrides; its id,
+family-size-<hash of both>, names its workdir ROOT/ID (ROOT defaults to runs/<experiment name>).
+
+Idempotent: runs whose summary.json says ok are skipped, and so are runs still queued or running; the
+others are (re)launched with the same command, which resumes from the run's latest checkpoint. Each
+launch ends by writing ROOT/results.csv, one row per run (failed ones marked, never dropped).
+
+Launchers
+  local  here, --jobs runs at a time, under a live table of the sweep
+  slurm  one job array through `launch.sh slurm`, options after `--` (e.g. `-- --nodes 2
+         --gpus-per-node 8`); --wait follows the job to its end, --collect refreshes the CSV later
+  tpu    this sweep with the local launcher on every worker of a TPU VM, through `launch.sh tpu`
+         (`-- --tpu NAME --zone Z`); ROOT must then be storage the workers share
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import fnmatch
+import hashlib
+import importlib.util
+import itertools
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scaling.errors import UserError
+
+if TYPE_CHECKING:
+  import ml_collections
+
+RESULT_COLUMNS = ("run_id", "family", "size", "N", "N_nonembed", "D", "C", "C_chinchilla",
+                  "train_loss", "eval_loss", "wall_time_s", "status")
+SUMMARY_COLUMNS = RESULT_COLUMNS[3:-1]  # copied from summary.json
+TOLERANCE = 0.01  # planned tokens or FLOPs come within 1% of their target
+RUN_FILE = "run.json"  # in each workdir: the run's spec, overrides and training command
+STATE_FILE = "sweep_state.json"  # in each workdir: queued | started | ended (+ exit code), by the launchers
+LAUNCH_SH = Path(__file__).resolve().parents[1] / "launch.sh"
+
+
+class SweepError(UserError):
+  """A mistake in an experiment or in the sweep's command line."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runs and their ids
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+  """One training run: `python -m scaling.train --config=SPEC --workdir=ROOT/ID --config.k=v ...`."""
+
+  id: str
+  spec: str  # 'configs/lm.py:1m'
+  overrides: dict  # {'train.steps': 120, ...}: sorted, each value of its field's type
+  config: ml_collections.ConfigDict  # validated, vocabulary resolved
+  budget: float | None = None  # the FLOP budget an IsoFLOP run was sized for
+
+  @property
+  def family(self) -> str:
+    return self.config.family
+
+  @property
+  def size(self) -> str:
+    return self.config.size
+
+  @property
+  def flops(self) -> float:
+    """The run's planned training FLOPs C (PaLM count, as summary.json reports it)."""
+    from scaling import flops
+
+    t, seq = self.config.train, self.config.data.seq_len
+    return flops.flops_per_token(self.config.model, seq) * t.steps * t.batch_size * seq
+
+  def train_args(self, workdir) -> list[str]:
+    """The training command after `python`."""
+    return ["-m", "scaling.train", f"--config={self.spec}", f"--workdir={workdir}",
+            *(f"--config.{k}={v}" for k, v in self.overrides.items())]
+
+
+def run_id(family: str, size: str, spec: str, overrides: Mapping) -> str:
+  """family-size-<first 8 hex digits of sha256 over the spec and the sorted overrides>: the run-id formula."""
+  key = json.dumps({"spec": spec, "overrides": dict(overrides)}, sort_keys=True)
+  return f"{family}-{size}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _field(config, dotted: str):
+  for name in dotted.split("."):
+    config = config[name]
+  return config
+
+
+def _normalize_spec(spec: str) -> str:
+  path, sep, arg = spec.partition(":")
+  return Path(os.path.normpath(path)).as_posix() + sep + arg
+
+
+def _load(spec: str, overrides: Mapping, validate: bool = True):
+  """The config of `spec` with `overrides`, vocabulary resolved; validated unless it only sizes a
+  design. Mistakes are SweepErrors naming the run."""
+  from scaling import config as config_lib, train
+
+  try:
+    if validate:
+      config = config_lib.load(spec, overrides)
+    else:
+      config = config_lib.load_file(spec)
+      config_lib.apply_overrides(config, overrides)
+    return train.resolve(config)[0]
+  except UserError as e:
+    raise SweepError(f"{spec} {_describe(overrides)}: {e}") from None
+
+
+def make_run(spec: str, overrides: Mapping | None = None, budget: float | None = None) -> Run:
+  """The Run of `spec` with `overrides`, validated; its overrides are stored sorted and typed."""
+  spec, overrides = _normalize_spec(spec), dict(overrides or {})
+  config = _load(spec, overrides)
+  resolved = {k: _field(config, k) for k in sorted(overrides)}
+  return Run(run_id(config.family, config.size, spec, resolved), spec, resolved, config, budget)
+
+
+def _describe(overrides: Mapping) -> str:
+  return " ".join(f"{k}={v}" for k, v in overrides.items()) or "(no overrides)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Designs: grids and IsoFLOP
+
+
+def fit_steps(target: float, per_sequence: float, batch_sizes: Sequence[int]) -> tuple[int, int] | None:
+  """(batch_size, steps): the first batch size whose steps x batch x per_sequence comes within 1% of
+  `target` (tokens or FLOPs); None when none does."""
+  for batch in batch_sizes:
+    steps = round(target / (batch * per_sequence))
+    if steps > 0 and abs(steps * batch * per_sequence - target) <= TOLERANCE * target:
+      return batch, steps
+  return None
+
+
+def _with_warmup(fields: dict, steps: int, warmup_fraction: float | None) -> dict:
+  fields = {**fields, "train.steps": steps}
+  if warmup_fraction is not None:
+    fields["optim.warmup_steps"] = round(warmup_fraction * steps)
+  return fields
+
+
+def grid(config: str, *, sizes: Sequence[str] = (), tokens: Sequence[float] = (),
+         axes: Mapping[str, Sequence] | None = None, overrides: Mapping | None = None,
+         warmup_fraction: float | None = None) -> list[Run]:
+  """Every combination of sizes x token budgets x axis values: a base config plus the axes that vary.
+
+  config: a config spec; with `sizes`, the file alone ('configs/lm.py') and each size is appended.
+  tokens: training tokens D per run; steps = D / (batch_size x seq_len), which must come within 1%.
+  axes: config fields and their values, e.g. {'optim.lr': [1e-3, 3e-3], 'seed': [0, 1]}.
+  overrides: fields set in every run.
+  warmup_fraction: optim.warmup_steps = this fraction of each run's steps.
+  """
+  axes, overrides = dict(axes or {}), dict(overrides or {})
+  specs = [f"{config}:{size}" for size in sizes] or [config]
+  runs = []
+  for spec, d, values in itertools.product(specs, list(tokens) or [None], itertools.product(*axes.values())):
+    fields = {**overrides, **dict(zip(axes, values))}
+    if d is not None:
+      draft = _load(spec, fields, validate=False)
+      seq, batch = draft.data.seq_len, draft.train.batch_size
+      fit = fit_steps(d, seq, [batch])
+      if fit is None:
+        raise SweepError(f"{spec}: tokens={d:g} is not within 1% of a whole number of steps of {batch} x {seq} "
+                         f"tokens; use a multiple of {batch * seq}")
+      fields = _with_warmup(fields, fit[1], warmup_fraction)
+    elif warmup_fraction is not None:
+      fields = _with_warmup(fields, _load(spec, fields, validate=False).train.steps, warmup_fraction)
+    runs.append(make_run(spec, fields))
+  return runs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+  """A model size as an IsoFLOP design sees it."""
+
+  n: int  # total parameters
+  flops_per_token: float
+  seq: int
+  batch: int
+  spec: str
+
+  def steps(self, budget: float) -> float:
+    """Steps of the configured batch size that spend `budget` FLOPs (unrounded)."""
+    return budget / (self.flops_per_token * self.seq * self.batch)
+
+
+def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_sizes: int = 4,
+            overrides: Mapping | None = None, tokens_per_param: float = 20.0, min_steps: int = 20,
+            batch_multiple: int = 1, warmup_fraction: float = 0.05) -> list[Run]:
+  """An IsoFLOP design: for each budget C, `num_sizes` shapes of consecutive size around the expected
+  optimum, each trained for the steps that make its FLOPs C within 1%.
+
+  config: the family's config file ('configs/lm.py'); sizes: its shapes (e.g. lm.LADDER), any order.
+  The expected optimum is the shape whose tokens D = C / FLOPs-per-token come closest to
+  `tokens_per_param` x N (Chinchilla: 20). Shapes that would train fewer than `min_steps` steps at
+  the configured batch size are left out; a budget that leaves fewer than `num_sizes` is an error.
+  Steps are rounded at the configured batch size, or the largest smaller multiple of `batch_multiple`
+  (keep it divisible by the process count) whose rounding stays within 1%.
+  """
+  from scaling import flops
+
+  overrides = dict(overrides or {})
+  shapes = []
+  for size in sizes:
+    spec = f"{config}:{size}"
+    draft = _load(spec, overrides, validate=False)
+    seq = draft.data.seq_len
+    if draft.train.batch_size % batch_multiple:
+      raise SweepError(f"isoflop: train.batch_size={draft.train.batch_size} is not a multiple of "
+                       f"batch_multiple={batch_multiple}")
+    shapes.append(_Shape(flops.param_counts(draft.model)["total"], flops.flops_per_token(draft.model, seq), seq,
+                         draft.train.batch_size, spec))
+  shapes.sort(key=lambda s: s.n)
+  if len(shapes) < num_sizes:
+    raise SweepError(f"isoflop: num_sizes={num_sizes}, but only {len(shapes)} sizes are given")
+  runs = []
+  for budget in sorted(budgets):
+    feasible = [s for s in shapes if s.steps(budget) >= min_steps]
+    if len(feasible) < num_sizes:
+      first_out = shapes[len(feasible)]
+      raise SweepError(
+          f"isoflop: budget {budget:.3g} FLOPs is too small for {num_sizes} sizes: {first_out.spec} would train "
+          f"{first_out.steps(budget):.1f} steps of batch {first_out.batch} (min_steps={min_steps}); raise the "
+          f"budget to at least {budget * min_steps / first_out.steps(budget):.3g} FLOPs or lower num_sizes "
+          "or train.batch_size")
+    # the expected optimum: the shape whose tokens per parameter come closest to tokens_per_param
+    distance = [abs(math.log(budget / s.flops_per_token / s.n / tokens_per_param)) for s in feasible]
+    center = distance.index(min(distance))
+    start = min(max(center - (num_sizes - 1) // 2, 0), len(feasible) - num_sizes)
+    for shape in feasible[start:start + num_sizes]:
+      fit = fit_steps(budget, shape.flops_per_token * shape.seq, range(shape.batch, 0, -batch_multiple))
+      if fit is None:
+        raise SweepError(f"isoflop: no batch size (a multiple of {batch_multiple}, at most {shape.batch}) brings "
+                         f"{shape.spec}'s FLOPs within 1% of the budget {budget:.3g}; raise the budget")
+      fields = _with_warmup({**overrides, "train.batch_size": fit[0]}, fit[1], warmup_fraction)
+      runs.append(make_run(shape.spec, fields, budget=budget))
+  return runs
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Experiments
+
+
+def load_experiment(path: str) -> list[Run]:
+  """The runs an experiment file's runs() returns; mistakes in it are SweepErrors naming the file."""
+  if not os.path.isfile(path):
+    raise SweepError(f"--experiment: no such file {path!r} (expected e.g. experiments/cpu_isoflop.py)")
+  module_spec = importlib.util.spec_from_file_location(f"_scaling_experiment_{Path(path).stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not callable(getattr(module, "runs", None)):
+    raise SweepError(f"{path} defines no runs() (see experiments/model_size.py for the form)")
+  try:
+    runs = list(module.runs())
+  except UserError as e:
+    raise SweepError(f"{path}: {e}") from None
+  if not runs or not all(isinstance(r, Run) for r in runs):
+    raise SweepError(f"{path}: runs() must return a non-empty list of Runs (from sweep.grid, sweep.isoflop "
+                     "or sweep.make_run)")
+  seen = {}
+  for run in runs:
+    if run.id in seen:
+      raise SweepError(f"{path}: run {run.id} ({run.spec} {_describe(run.overrides)}) is defined twice")
+    seen[run.id] = run
+  return runs
+
+
+def select(runs: list[Run], only: str | None) -> list[Run]:
+  """The runs whose id matches the glob `only` anywhere (all runs when None)."""
+  if only is None:
+    return runs
+  chosen = [r for r in runs if fnmatch.fnmatchcase(r.id, f"*{only}*")]
+  if not chosen:
+    raise SweepError(f"--only {only!r} matches none of the {len(runs)} run ids (e.g. {runs[0].id})")
+  return chosen
+
+
+# ---------------------------------------------------------------------------------------------------
+# Workdir state: what the launchers record, and the status each run has
+
+
+def _read_json(path) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (FileNotFoundError, json.JSONDecodeError):  # absent, or being written
+    return None
+
+
+def _write_json(path, value: dict) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)
+
+
+def write_state(workdir, state: str, **fields) -> None:
+  _write_json(Path(workdir) / STATE_FILE, {"state": state, "time": time.time(), **fields})
+
+
+def read_state(workdir) -> dict:
+  return _read_json(Path(workdir) / STATE_FILE) or {}
+
+
+def slurm_queue() -> frozenset[str] | None:
+  """The jobs SLURM lists now, array tasks one by one ('123', '124_0', ...); empty where there is no
+  squeue, None when it fails (then nothing counts as gone)."""
+  if shutil.which("squeue") is None:
+    return frozenset()
+  listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
+  return frozenset(listed.stdout.split()) if listed.returncode == 0 else None
+
+
+def alive(state: dict, queue: frozenset[str] | None) -> bool:
+  """Whether a queued or started run's SLURM job (in `queue`, from slurm_queue()) or local process is still there."""
+  if state.get("state") not in ("queued", "started"):
+    return False
+  if state.get("slurm_job"):
+    return queue is None or state["slurm_job"] in queue
+  if state.get("host") != socket.gethostname() or not state.get("pid"):
+    return False
+  try:
+    os.kill(state["pid"], 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # someone else's process
+    pass
+  return True
+
+
+def status(workdir, queue: frozenset[str] | None) -> str:
+  """ok | failed (ended without an ok summary, or interrupted: its process or job is gone) | running |
+  pending (queued) | missing (never launched). `queue`: slurm_queue(), for runs on SLURM."""
+  summary = _read_json(Path(workdir) / "summary.json")
+  if summary is not None:
+    return "ok" if summary.get("status") == "ok" else "failed"
+  state = read_state(workdir)
+  if state.get("state") in ("queued", "started") and not alive(state, queue):
+    return "failed"
+  return {"queued": "pending", "started": "running", "ended": "failed"}.get(state.get("state"), "missing")
+
+
+def _slurm_job() -> str | None:
+  env = os.environ
+  if "SLURM_ARRAY_JOB_ID" in env:
+    return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+  return env.get("SLURM_JOB_ID")
+
+
+def prepare(run: Run, root: Path) -> Path:
+  """Write the run's workdir/run.json and mark it queued by this process; returns the workdir."""
+  workdir = root / run.id
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_json(workdir / RUN_FILE, {"id": run.id, "spec": run.spec, "overrides": run.overrides,
+                                   "train_args": run.train_args(workdir)})
+  write_state(workdir, "queued", host=socket.gethostname(), pid=os.getpid())
+  return workdir
+
+
+def execute(workdir) -> int:
+  """Run the training command in workdir/run.json; its output goes to workdir/train.log (train.RANK.log
+  on the other processes of a multi-process run, whose first process records start and end). The runs
+  of a sweep share a JAX compilation cache in ROOT/.jax_cache unless $JAX_COMPILATION_CACHE_DIR is set."""
+  workdir = Path(workdir)
+  run = _read_json(workdir / RUN_FILE)
+  if run is None:
+    raise SweepError(f"{workdir}: no {RUN_FILE}; launch runs with python -m scaling.sweep")
+  rank = int(os.environ.get("SLURM_PROCID", "0"))
+  where = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}
+  if rank == 0:
+    write_state(workdir, "started", **where)
+  with open(workdir / ("train.log" if rank == 0 else f"train.{rank}.log"), "a") as log:
+    env = {"JAX_COMPILATION_CACHE_DIR": str(workdir.parent / ".jax_cache"), **os.environ}
+    child = subprocess.Popen([sys.executable, *run["train_args"]], stdout=log, stderr=subprocess.STDOUT, env=env)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # pass interruptions on, then record how it ended
+      signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+    code = child.wait()
+  if rank == 0:
+    write_state(workdir, "ended", exit_code=code, **where)
+  return code
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+
+
+def _tail_lines(path, size: int = 8192) -> list[str]:
+  """The lines in the last `size` bytes of a file ([] when there is none)."""
+  try:
+    with open(path, "rb") as f:
+      f.seek(0, os.SEEK_END)
+      f.seek(max(0, f.tell() - size))
+      return f.read().decode(errors="replace").splitlines()
+  except FileNotFoundError:
+    return []
+
+
+def _last_train_record(workdir: Path) -> dict:
+  """The last 'train' record of workdir/metrics.jsonl (step, loss, ...)."""
+  for line in reversed(_tail_lines(workdir / "metrics.jsonl")):
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:  # a line being written
+      continue
+    if record.get("split") == "train":
+      return record
+  return {}
+
+
+def failure_reason(workdir: Path) -> str:
+  """Why a failed run failed, in a line: its summary's status, the signal that ended it, or the last
+  line of its train.log."""
+  summary, state = _read_json(workdir / "summary.json"), read_state(workdir)
+  if summary is not None:
+    return f"summary.json says status {summary.get('status')!r}"
+  if state.get("state") in ("queued", "started"):
+    return f"interrupted ({state['state']}, its process or job is gone); rerunning the sweep resumes it"
+  code = state.get("exit_code")
+  if code is not None and code < 0:
+    return f"killed by signal {-code}"
+  last = next((line.strip() for line in reversed(_tail_lines(workdir / "train.log")) if line.strip()), None)
+  return last or f"exit code {code}, nothing in train.log"
+
+
+def result_row(run: Run, root: Path, queue: frozenset[str] | None) -> dict:
+  """The run's results.csv row: summary.json's numbers when there is one; N from the config otherwise."""
+  from scaling import flops
+
+  workdir = root / run.id
+  counts = flops.param_counts(run.config.model)
+  row = {"run_id": run.id, "family": run.family, "size": run.size, "N": counts["total"],
+         "N_nonembed": counts["non_embedding"], "status": status(workdir, queue)}
+  summary = _read_json(workdir / "summary.json") or {}
+  row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
+  return row
+
+
+def write_csv(rows: list[dict], path) -> None:
+  """results.csv with RESULT_COLUMNS, replaced atomically (readers never see half a file)."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, RESULT_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The progress view
+
+
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "running": "yellow", "pending": "cyan", "missing": "dim"}
+
+
+class SweepView:
+  """The whole sweep as one table (run, C, steps, status, losses, time); while runs go on (the view
+  as a context), redrawn live on a terminal, elsewhere one line per status change."""
+
+  def __init__(self, name: str, runs: list[Run], root: Path, console=None):
+    from rich.console import Console
+
+    self.name, self.runs, self.root = name, runs, root
+    self.console = console or Console()
+    self.live, self.seen = None, {}
+
+  def table(self):
+    from rich import box
+    from rich.table import Table
+
+    queue = slurm_queue()
+    rows = [result_row(run, self.root, queue) for run in self.runs]
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_STYLE}
+    table = Table(title=f"sweep {self.name}: {len(rows)} runs in {self.root}", title_justify="left",
+                  caption=", ".join(f"{n} {s}" for s, n in counts.items() if n), caption_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("run", no_wrap=True, min_width=max(len(run.id) for run in self.runs))
+    for column in ("C", "steps", "status", "train loss", "eval loss", "time"):
+      table.add_column(column, justify="left" if column == "status" else "right")
+    for run, row in zip(self.runs, rows):
+      steps = str(run.config.train.steps)
+      if row["status"] == "running":
+        steps = f"{_last_train_record(self.root / run.id).get('step', 0)}/{steps}"
+      table.add_row(run.id, f"{run.flops:.3g}", steps, f"[{STATUS_STYLE[row['status']]}]{row['status']}",
+                    *(_number(row.get(k), ".4f") for k in ("train_loss", "eval_loss")),
+                    _number(row.get("wall_time_s"), ".0f", "s"))
+    return table
+
+  def __enter__(self):
+    if self.console.is_terminal:
+      from rich.live import Live
+
+      self.live = Live(self.table(), console=self.console, auto_refresh=False, transient=True)
+      self.live.start()
+    return self
+
+  def refresh(self) -> None:
+    if self.live is not None:
+      self.live.update(self.table(), refresh=True)
+      return
+    queue = slurm_queue()
+    for run in self.runs:
+      now = status(self.root / run.id, queue)
+      if self.seen.setdefault(run.id, now) != now:
+        self.console.print(f"{run.id}: {now}", highlight=False)
+        self.seen[run.id] = now
+
+  def __exit__(self, *exc) -> None:
+    if self.live is not None:
+      self.live.stop()
+      self.live = None
+
+
+def _number(value, fmt: str, unit: str = "") -> str:
+  return "" if value is None else f"{value:{fmt}}{unit}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Launchers
+
+
+def _exec_command(workdirs) -> list[str]:
+  return [sys.executable, "-m", "scaling.sweep", "exec", *map(str, workdirs)]
+
+
+@dataclasses.dataclass
+class Sweep:
+  """An expanded experiment and how to launch it: what each launcher gets."""
+
+  experiment: str
+  root: Path
+  view: SweepView
+  only: str | None = None
+  jobs: int = 1
+  wait: bool = False
+  dry_run: bool = False
+  launcher_options: Sequence[str] = ()
+
+  @property
+  def name(self) -> str:
+    return Path(self.experiment).stem
+
+
+def launch_local(sweep: Sweep, todo: list[Run]) -> None:
+  """Run `todo` here, `jobs` at a time, each as `python -m scaling.sweep exec WORKDIR` in its own
+  session: an interrupt reaches the sweep, which passes it on to each run once."""
+  if sweep.dry_run:
+    for run in todo:
+      sweep.view.console.print(shlex.join(["python", *run.train_args(sweep.root / run.id)]), highlight=False,
+                               soft_wrap=True)
+    return
+  queue, active = [prepare(run, sweep.root) for run in todo], []
+  with sweep.view:
+    try:
+      while queue or active:
+        while queue and len(active) < sweep.jobs:
+          active.append(subprocess.Popen(_exec_command([queue.pop(0)]), start_new_session=True))
+        active = [p for p in active if p.poll() is None]
+        sweep.view.refresh()
+        time.sleep(1)
+    except KeyboardInterrupt:
+      for p in active:
+        p.send_signal(signal.SIGINT)
+      for p in active:
+        p.wait()
+      raise
+
+
+def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
+  """Submit `todo` as one job array through launch.sh slurm (task i runs run i); with `wait`, follow it
+  until it leaves the queue."""
+  workdirs = [sweep.root / run.id for run in todo] if sweep.dry_run else [prepare(run, sweep.root) for run in todo]
+  options = ["--array", f"0-{len(todo) - 1}", "--job-name", sweep.name, "--output", str(sweep.root / "slurm"),
+             *sweep.launcher_options]
+  output = _launch_sh("slurm", options, sweep.dry_run, _exec_command(workdirs))
+  if sweep.dry_run:
+    return
+  job = output.strip().splitlines()[-1].split(";")[0]
+  for i, workdir in enumerate(workdirs):
+    if read_state(workdir).get("state") == "queued":  # not started already
+      write_state(workdir, "queued", slurm_job=f"{job}_{i}")
+  sweep.view.console.print(f"submitted {len(todo)} runs as SLURM job array {job}")
+  if sweep.wait:
+    with sweep.view:
+      while any(j.split("_")[0] == job for j in slurm_queue() or ()):
+        sweep.view.refresh()
+        time.sleep(2)
+
+
+def launch_tpu(sweep: Sweep, todo: list[Run]) -> None:
+  """Run this sweep with the local launcher on every worker of a TPU VM, through launch.sh tpu."""
+  del todo  # the workers expand the experiment themselves
+  remote = ["python3", "-m", "scaling.sweep", "--experiment", sweep.experiment, "--root", str(sweep.root),
+            *(["--only", sweep.only] if sweep.only else []), *(["--jobs", str(sweep.jobs)] if sweep.jobs != 1 else [])]
+  _launch_sh("tpu", sweep.launcher_options, sweep.dry_run, remote)
+
+
+LAUNCH = {"local": launch_local, "slurm": launch_slurm, "tpu": launch_tpu}
+
+
+def _launch_sh(mode: str, options: Sequence[str], dry_run: bool, command: Sequence[str]) -> str:
+  """Run launch.sh MODE OPTIONS [--dry-run] -- COMMAND; returns its standard output (shown on a dry run)."""
+  argv = [str(LAUNCH_SH), mode, *options, *(["--dry-run"] if dry_run else []), "--", *command]
+  result = subprocess.run(argv, stdout=None if dry_run else subprocess.PIPE, text=True)
+  if result.returncode != 0:
+    raise SweepError(f"launch.sh {mode} failed with exit code {result.returncode} (its message is above)")
+  return result.stdout or ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The sweep
+
+
+def default_root(experiment: str) -> Path:
+  return Path("runs") / Path(experiment).stem
+
+
+def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str | None = None, dry_run: bool = False,
+              jobs: int = 1, wait: bool = False, collect: bool = False, launcher_options: Sequence[str] = (),
+              console=None) -> list[dict]:
+  """Expand `experiment`; launch the runs that are not finished, queued or running (none when
+  `collect`); write ROOT/results.csv, show the sweep's table and return the CSV's rows. A dry run
+  shows the table and the commands, and writes nothing."""
+  if launcher not in LAUNCH:
+    raise SweepError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCH)}")
+  if jobs < 1:
+    raise SweepError(f"--jobs {jobs}: run at least one at a time")
+  runs = load_experiment(experiment)
+  root = Path(root) if root else default_root(experiment)
+  sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
+                launcher_options)
+  queue = slurm_queue()
+  todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in ("failed", "missing")]
+  if dry_run:
+    sweep.view.console.print(sweep.view.table())
+  try:
+    if todo:
+      LAUNCH[launcher](sweep, todo)
+  finally:  # interrupted too: the CSV and the table show where the sweep stands
+    queue = slurm_queue()
+    rows = [result_row(run, root, queue) for run in runs]
+    if not dry_run and launcher != "tpu":  # a TPU sweep writes its CSV on the workers
+      write_csv(rows, root / "results.csv")
+      sweep.view.console.print(sweep.view.table())
+  return rows
+
+
+def exec_main(workdirs: list[str]) -> int:
+  """`python -m scaling.sweep exec WORKDIR...`: what each launched run executes; with several workdirs
+  (a SLURM job array), the one at $SLURM_ARRAY_TASK_ID."""
+  if not workdirs:
+    raise SweepError("exec: give the run's workdir")
+  index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) if len(workdirs) > 1 else 0
+  code = execute(workdirs[index])
+  return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+
+
+def parse_args(argv: list[str]):
+  own, launcher_options = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+  parser = argparse.ArgumentParser(prog="python -m scaling.sweep", description=__doc__.split("\n")[0],
+                                   epilog="Options after -- go to launch.sh (slurm, tpu): see ./launch.sh --help.")
+  parser.add_argument("--experiment", required=True, metavar="FILE", help="experiments/<name>.py, defining runs()")
+  parser.add_argument("--launcher", default="local", choices=LAUNCH, help="where the runs go (default local)")
+  parser.add_argument("--dry-run", action="store_true", help="print the table and the commands; launch nothing")
+  parser.add_argument("--only", metavar="PATTERN", help="launch only the runs whose id matches this glob (anywhere in the id)")
+  parser.add_argument("--root", metavar="DIR", help="the sweep's directory (default runs/<experiment name>)")
+  parser.add_argument("--jobs", type=int, default=1, metavar="K", help="local: runs at a time (default 1)")
+  parser.add_argument("--wait", action="store_true", help="slurm: follow the job array to its end, then collect")
+  parser.add_argument("--collect", action="store_true", help="launch nothing: show the table, write results.csv")
+  return parser.parse_args(own), launcher_options
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    if argv[:1] == ["exec"]:
+      return exec_main(argv[1:])
+    args, launcher_options = parse_args(argv)
+    rows = run_sweep(args.experiment, args.launcher, root=args.root, only=args.only, dry_run=args.dry_run,
+                     jobs=args.jobs, wait=args.wait, collect=args.collect, launcher_options=launcher_options)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted: rerun the same command to resume", file=sys.stderr)
+    return 130
+  failed = [r["run_id"] for r in rows if r["status"] == "failed"]
+  if failed:
+    root = Path(args.root) if args.root else default_root(args.experiment)
+    print(f"error: {len(failed)} of {len(rows)} runs failed (marked in {root / 'results.csv'}; rerunning the "
+          "sweep retries them):", file=sys.stderr)
+    for run_id in failed:
+      print(f"  {run_id}: {failure_reason(root / run_id)}  [{root / run_id / 'train.log'}]", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":  # through the imported module, whose Run class the experiment files build
+  from scaling import sweep
+
+  sys.exit(sweep.main())

@@ -1,0 +1,274 @@
+"""Sweeps: run ids, grids, IsoFLOP designs within 1% of their budgets, bad input, the local launcher end
+to end (failed runs marked, reruns skip), launch.sh's dry runs (TPU against a golden file) and a SLURM
+job array of 2-process runs on the one-node cluster of scripts/slurm_local.sh."""
+
+import csv
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from configs import lm
+from scaling import flops, sweep
+
+GOLDEN = Path("tests/golden")
+TINY = {"data.dataset": "synthetic", "data.seq_len": 32, "train.batch_size": 4, "train.steps": 5,
+        "optim.warmup_steps": 1, "train.eval_every": 0, "train.eval_batches": 2, "train.progress": False}
+
+
+def write_experiment(path: Path, body: str) -> str:
+  path.write_text(f"from scaling import sweep\n\nTINY = {TINY!r}\n\n\ndef runs():\n{body}\n")
+  return str(path)
+
+
+SEEDS = '  return sweep.grid("configs/lm.py:10k", axes={"seed": [0, 1, 2]}, overrides=TINY)'
+
+
+def run_cli(*args, timeout=300):
+  return subprocess.run([sys.executable, "-m", "scaling.sweep", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def read_csv(path) -> list[dict]:
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    assert tuple(reader.fieldnames) == sweep.RESULT_COLUMNS
+    return list(reader)
+
+
+# --- ids and designs --------------------------------------------------------------------------------
+
+
+def test_run_id_is_stable_typed_and_distinct():
+  a = sweep.make_run("configs/lm.py:10k", {"seed": 1, "train.steps": 10, "optim.warmup_steps": 1})
+  b = sweep.make_run("./configs/lm.py:10k", {"optim.warmup_steps": "1", "train.steps": "10.0", "seed": 1})
+  assert a.id == b.id == "lm-10k-d464f098"  # sha256 of {"overrides": {...}, "spec": ...}: pinned across versions
+  assert a.id == sweep.run_id("lm", "10k", "configs/lm.py:10k", {"train.steps": 10, "seed": 1, "optim.warmup_steps": 1})
+  assert list(a.overrides.items()) == [("optim.warmup_steps", 1), ("seed", 1), ("train.steps", 10)]  # sorted, typed
+  assert sweep.make_run("configs/lm.py:10k", {"seed": 2, "train.steps": 10, "optim.warmup_steps": 1}).id != a.id
+  assert sweep.make_run("configs/lm.py:25k", {"seed": 1, "train.steps": 10, "optim.warmup_steps": 1}).id.startswith(
+      "lm-25k-")
+  assert a.train_args("r/x") == ["-m", "scaling.train", "--config=configs/lm.py:10k", "--workdir=r/x",
+                                 "--config.optim.warmup_steps=1", "--config.seed=1", "--config.train.steps=10"]
+
+
+def test_grid_expands_every_combination_with_token_budgets():
+  def expand():
+    return sweep.grid("configs/lm.py", sizes=["10k", "25k"], tokens=[4096, 8192], warmup_fraction=0.25,
+                      axes={"optim.lr": [1e-3, 3e-3], "seed": [0, 1, 2]},
+                      overrides={"data.seq_len": 32, "train.batch_size": 4})
+
+  runs = expand()
+  assert len(runs) == 2 * 2 * 2 * 3 == len({r.id for r in runs})
+  assert [r.id for r in runs] == [r.id for r in expand()]
+  assert {(r.size, r.config.train.steps, r.config.optim.warmup_steps) for r in runs} == {
+      (s, d // 128, d // 512) for s in ("10k", "25k") for d in (4096, 8192)}
+  assert {r.config.optim.lr for r in runs} == {1e-3, 3e-3} and {r.config.seed for r in runs} == {0, 1, 2}
+  with pytest.raises(sweep.SweepError, match="tokens=1000 is not within 1%.*multiple of 128"):
+    sweep.grid("configs/lm.py:10k", tokens=[1000], overrides={"data.seq_len": 32, "train.batch_size": 4})
+
+
+def _check_isoflop(runs, budgets, num_sizes, tokens_per_param=20):
+  assert sorted({r.budget for r in runs}) == sorted(budgets) and len(runs) == len(budgets) * num_sizes
+  ladder = list(lm.LADDER)
+  for budget in budgets:
+    group = [r for r in runs if r.budget == budget]
+    ranks = [ladder.index(r.size) for r in group]
+    assert ranks == list(range(ranks[0], ranks[0] + num_sizes)), "consecutive ladder shapes"
+    for r in group:
+      m, t = r.config.model, r.config.train
+      assert abs(r.flops - budget) <= 0.01 * budget
+      assert r.flops == flops.flops_per_token(m, r.config.data.seq_len) * t.steps * t.batch_size * r.config.data.seq_len
+      assert m.d_model % m.num_heads == 0 and 0 < r.config.optim.warmup_steps <= t.steps
+    ratios = [r.flops / flops.flops_per_token(r.config.model, r.config.data.seq_len)
+              / flops.param_counts(r.config.model)["total"] for r in group]  # tokens per parameter
+    assert max(ratios) > tokens_per_param > min(ratios), "the shapes span the expected optimum"
+
+
+def test_cpu_isoflop_design():
+  runs = sweep.load_experiment("experiments/cpu_isoflop.py")
+  _check_isoflop(runs, (5e11, 1.2e12, 3e12), 4, tokens_per_param=40)
+  assert {r.config.data.dataset for r in runs} == {"pystdlib"}
+
+
+def test_accelerator_experiments_expand():
+  chinchilla = sweep.load_experiment("experiments/chinchilla_isoflop.py")
+  _check_isoflop(chinchilla, (1e17, 3e17, 1e18, 3e18, 1e19), 5)
+  assert all(r.config.train.batch_size % 8 == 0 for r in chinchilla)
+  kaplan = sweep.load_experiment("experiments/model_size.py")
+  assert [r.size for r in kaplan] == ["1m", "2m", "5m", "10m", "20m", "50m", "100m", "200m"]
+  assert {r.config.train.steps * r.config.train.batch_size * r.config.data.seq_len for r in kaplan} == {2**30}
+
+
+def test_isoflop_rounds_steps_within_1pct_with_a_smaller_batch():
+  assert sweep.fit_steps(20.4 * 160_000, 10_000, [16]) is None  # 20 steps of 16 x 10,000 FLOPs: 2% off
+  batch, steps = sweep.fit_steps(20.4 * 160_000, 10_000, range(16, 0, -2))
+  assert batch < 16 and abs(steps * batch * 10_000 - 20.4 * 160_000) <= 0.01 * 20.4 * 160_000
+  design = dict(sizes=["10k", "25k", "50k"], num_sizes=2, min_steps=10,
+                overrides={"data.seq_len": 32, "train.batch_size": 8})
+  runs = sweep.isoflop("configs/lm.py", [1e9], batch_multiple=2, **design)
+  assert [r.size for r in runs] == ["10k", "25k"] and all(abs(r.flops - 1e9) <= 1e7 for r in runs)
+  assert {r.config.train.batch_size for r in runs} == {6}  # 8 would miss the budget by more than 1%
+  with pytest.raises(sweep.SweepError, match="no batch size .a multiple of 8, at most 8. brings configs/lm.py:10k's"):
+    sweep.isoflop("configs/lm.py", [1e9], batch_multiple=8, **design)
+
+
+def test_isoflop_budget_too_small_is_a_clear_error():
+  with pytest.raises(sweep.SweepError, match=r"budget 1e\+09 FLOPs is too small for 4 sizes: configs/lm.py:10k would "
+                     r"train .* steps of batch 16 \(min_steps=20\); raise the budget to at least"):
+    sweep.isoflop("configs/lm.py", [1e9], sizes=lm.LADDER, overrides={"data.seq_len": 128, "train.batch_size": 16})
+
+
+# --- bad input through the CLI ------------------------------------------------------------------------
+
+
+def test_unknown_field_is_one_line_exit_2(tmp_path):
+  path = write_experiment(tmp_path / "typo.py", '  return sweep.grid("configs/lm.py:10k", axes={"optim.lrr": [1e-3]})')
+  result = run_cli("--experiment", path, "--root", str(tmp_path / "runs"))
+  assert result.returncode == 2 and result.stdout == ""
+  assert result.stderr.count("\n") == 1
+  assert result.stderr.startswith(f"error: {path}: configs/lm.py:10k optim.lrr=0.001:")
+  assert "unknown config field config.optim.lrr" in result.stderr
+  assert not (tmp_path / "runs").exists()
+
+
+def test_cli_input_errors(tmp_path):
+  result = run_cli("--experiment", str(tmp_path / "absent.py"))
+  assert result.returncode == 2 and result.stderr.startswith("error: --experiment: no such file")
+  path = write_experiment(tmp_path / "one.py", '  return sweep.grid("configs/lm.py:10k", overrides=TINY)')
+  result = run_cli("--experiment", path, "--only", "lm-1b", "--dry-run")
+  assert result.returncode == 2 and result.stderr.startswith("error: --only 'lm-1b' matches none of the 1 run ids")
+  twice = write_experiment(tmp_path / "twice.py", '  return sweep.grid("configs/lm.py:10k", overrides=TINY) * 2')
+  assert "is defined twice" in run_cli("--experiment", twice, "--dry-run").stderr
+
+
+# --- state, the local launcher end to end ---------------------------------------------------------------
+
+
+def test_status_follows_the_launchers_records(tmp_path):
+  run, none = sweep.make_run("configs/lm.py:10k", TINY), frozenset()
+  assert sweep.status(tmp_path / run.id, none) == "missing"
+  workdir = sweep.prepare(run, tmp_path)
+  assert sweep.status(workdir, none) == "pending"  # queued by this (live) process
+  sweep.write_state(workdir, "started", host=socket.gethostname(), pid=os.getpid())
+  assert sweep.status(workdir, none) == "running"
+  gone = subprocess.Popen(["true"])
+  gone.wait()
+  sweep.write_state(workdir, "started", host=socket.gethostname(), pid=gone.pid)
+  assert sweep.status(workdir, none) == "failed" and sweep.failure_reason(workdir).startswith("interrupted")
+  sweep.write_state(workdir, "queued", slurm_job="77_3")
+  assert sweep.status(workdir, frozenset({"77_3"})) == "pending" and sweep.status(workdir, none) == "failed"
+  sweep.write_state(workdir, "ended", exit_code=-9)
+  assert sweep.status(workdir, none) == "failed" and sweep.failure_reason(workdir) == "killed by signal 9"
+  (workdir / "summary.json").write_text(json.dumps({"status": "ok"}))
+  assert sweep.status(workdir, none) == "ok"
+
+
+def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
+  path = write_experiment(tmp_path / "tiny.py", '\n'.join([
+      '  good = sweep.grid("configs/lm.py", sizes=["10k", "25k"], overrides=TINY)',
+      '  return good + [sweep.make_run("configs/lm.py:10k", {**TINY, "data.dataset": "no_such_dataset"})]']))
+  root = tmp_path / "runs"
+  planned = {r.id: r for r in sweep.load_experiment(path)}
+  result = run_cli("--experiment", path, "--root", str(root), "--jobs", "2")
+  assert result.returncode == 1, result.stderr
+  rows = read_csv(root / "results.csv")
+  assert [r["run_id"] for r in rows] == list(planned)
+  assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+  bad = rows[2]
+  assert bad["N"] == str(flops.param_counts(planned[bad["run_id"]].config.model)["total"])
+  assert all(bad[k] == "" for k in ("D", "C", "train_loss", "eval_loss", "wall_time_s"))
+  assert "1 of 3 runs failed" in result.stderr and "no_such_dataset" in result.stderr and bad["run_id"] in result.stderr
+  for row in rows[:2]:
+    run = planned[row["run_id"]]
+    summary = json.loads((root / run.id / "summary.json").read_text())
+    assert float(row["C"]) == summary["C"] == run.flops and int(row["D"]) == 5 * 4 * 32
+    assert (row["family"], row["size"], int(row["N_nonembed"])) == ("lm", run.size, summary["N_nonembed"])
+    assert math.isfinite(float(row["eval_loss"])) and float(row["wall_time_s"]) > 0
+  assert "--config=configs/lm.py:10k" in (root / rows[0]["run_id"] / "run.json").read_text()
+
+  finished = {r["run_id"]: (root / r["run_id"] / "summary.json").stat().st_mtime_ns for r in rows[:2]}
+  again = run_cli("--experiment", path, "--root", str(root), "--only", "lm-10k")  # retries only the failed one
+  assert again.returncode == 1 and "1 of 3 runs failed" in again.stderr
+  assert finished == {i: (root / i / "summary.json").stat().st_mtime_ns for i in finished}
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok", "ok", "failed"]
+
+
+# --- launch.sh -------------------------------------------------------------------------------------------
+
+
+def test_tpu_dry_run_matches_golden():
+  result = subprocess.run(["./launch.sh", "tpu", "--tpu", "scaling-v4-32", "--zone", "us-central2-b", "--project",
+                           "my-project", "--dry-run", "--", "python3", "-m", "scaling.sweep", "--experiment",
+                           "experiments/chinchilla_isoflop.py", "--only", "lm-1*"],
+                          capture_output=True, text=True, env={**os.environ, "TMPDIR": "/tmp"}, check=True)
+  assert result.stdout == (GOLDEN / "launch_tpu_dry_run.txt").read_text()
+
+
+def test_sweep_tpu_and_slurm_dry_runs(tmp_path):
+  path = write_experiment(tmp_path / "three.py", SEEDS)
+  root = tmp_path / "runs"
+  tpu = run_cli("--experiment", path, "--root", str(root), "--launcher", "tpu", "--dry-run", "--",
+                "--tpu", "pod", "--zone", "z")
+  assert tpu.returncode == 0, tpu.stderr
+  assert (f"--worker=all --zone=z --command 'cd ~/scaling && python3 -m scaling.sweep --experiment {path} "
+          f"--root {root}'\n") in tpu.stdout
+  slurm = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm", "--dry-run", "--",
+                  "--tasks-per-node", "2", "--partition", "cpu")
+  assert slurm.returncode == 0, slurm.stderr
+  workdirs = " ".join(str(root / r.id) for r in sweep.load_experiment(path))
+  for line in ["#SBATCH --job-name=three", "#SBATCH --ntasks-per-node=2", "#SBATCH --partition=cpu",
+               "#SBATCH --array=0-2", f"#SBATCH --output={root}/slurm/%x-%A_%a.out",
+               f"srun --kill-on-bad-exit=1 {sys.executable} -m scaling.sweep exec {workdirs}",
+               f"sbatch --parsable {root}/slurm/three.sbatch"]:
+    assert line + "\n" in slurm.stdout
+  assert not root.exists(), "a dry run writes nothing"
+
+
+def test_launch_sh_local_and_bad_options():
+  assert subprocess.run(["./launch.sh", "local", "--", "echo", "a b"], capture_output=True, text=True).stdout == "a b\n"
+  dry = subprocess.run(["./launch.sh", "local", "--dry-run", "--", "echo", "a b"], capture_output=True, text=True)
+  assert dry.stdout == "echo 'a b'\n"
+  bad = subprocess.run(["./launch.sh", "slurm", "--gpus", "8", "--", "true"], capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stderr == "launch.sh: slurm: unknown option --gpus (see ./launch.sh --help)\n"
+
+
+# --- SLURM for real ----------------------------------------------------------------------------------------
+
+
+def slurm_skip_reason() -> str | None:
+  if shutil.which("sbatch") is None:
+    return "sbatch not found: apt-get install slurmctld slurmd munge slurm-client, then scripts/slurm_local.sh"
+  state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+  if state.returncode != 0 or not {"idle", "mix", "alloc"} & set(state.stdout.split()):
+    return f"no idle SLURM node (sinfo: {(state.stdout + state.stderr).strip()!r}): start scripts/slurm_local.sh"
+  return None
+
+
+SLURM_SKIP = slurm_skip_reason()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SLURM_SKIP is not None, reason=SLURM_SKIP or "")
+def test_slurm_job_array_of_two_process_runs(tmp_path):
+  path = write_experiment(tmp_path / "sweep_test_array.py", SEEDS)
+  root = tmp_path / "runs"
+  try:
+    result = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm", "--wait", "--",
+                     "--tasks-per-node", "2", timeout=240)
+  finally:
+    subprocess.run(["scancel", "--name", "sweep_test_array"])  # nothing left behind if the wait timed out
+  assert result.returncode == 0, result.stderr
+  rows = read_csv(root / "results.csv")
+  assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+  for row in rows:
+    workdir = root / row["run_id"]
+    assert (workdir / "train.log").exists() and (workdir / "train.1.log").exists()  # one log per process
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["num_devices"] == 2 and int(row["D"]) == summary["D"] == 5 * 4 * 32
+  assert sweep.read_state(root / rows[0]["run_id"])["slurm_job"].endswith("_0")  # task 0 ran run 0
