@@ -397,8 +397,10 @@ def execute(workdir) -> int:
   with open(workdir / ("train.log" if rank == 0 else f"train.{rank}.log"), "a") as log:
     env = {"JAX_COMPILATION_CACHE_DIR": str(workdir.parent / ".jax_cache"), **os.environ}
     child = subprocess.Popen([sys.executable, *run["train_args"]], stdout=log, stderr=subprocess.STDOUT, env=env)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # pass interruptions on, then record how it ended
-      signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+    # SIGINT and SIGTERM reach the training process directly (a second one would stop it before it
+    # saves its checkpoint): this process only waits, and records how training ended.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, lambda signum, frame: None)
     code = child.wait()
   if rank == 0:
     write_state(workdir, "ended", exit_code=code, **where)
@@ -569,7 +571,7 @@ class Sweep:
 
 def launch_local(sweep: Sweep, todo: list[Run]) -> None:
   """Run `todo` here, `jobs` at a time, each as `python -m scaling.sweep exec WORKDIR` in its own
-  session: an interrupt reaches the sweep, which passes it on to each run once."""
+  session: an interrupt reaches the sweep, which passes it on to each run's process group once."""
   if sweep.dry_run:
     for run in todo:
       sweep.view.console.print(shlex.join(["python", *run.train_args(sweep.root / run.id)]), highlight=False,
@@ -584,9 +586,9 @@ def launch_local(sweep: Sweep, todo: list[Run]) -> None:
         active = [p for p in active if p.poll() is None]
         sweep.view.refresh()
         time.sleep(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # each run saves a checkpoint and stops; the next sweep resumes it
       for p in active:
-        p.send_signal(signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT)
       for p in active:
         p.wait()
       raise

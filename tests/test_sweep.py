@@ -7,9 +7,11 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,26 @@ def test_status_follows_the_launchers_records(tmp_path):
   assert sweep.status(workdir, none) == "failed" and sweep.failure_reason(workdir) == "killed by signal 9"
   (workdir / "summary.json").write_text(json.dumps({"status": "ok"}))
   assert sweep.status(workdir, none) == "ok"
+
+
+def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
+  """Ctrl-C on a sweep, or SLURM cancelling a job, signals every process of a run: the exec wrapper must not
+  pass it on again (a second signal stops training before its checkpoint is saved)."""
+  training = "\n".join([
+      "import signal, sys, time", "got = []", "signal.signal(signal.SIGINT, lambda s, f: got.append(s))",
+      "open('ready', 'w').close()", "while not got: time.sleep(0.01)", "time.sleep(0.5)",
+      "print('saved after', len(got), 'signal(s)')", "sys.exit(75)"])
+  (tmp_path / sweep.RUN_FILE).write_text(json.dumps({"train_args": ["-c", training]}))
+  wrapper = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "exec", str(tmp_path)], cwd=tmp_path,
+                             start_new_session=True)
+  deadline = time.time() + 60
+  while not (tmp_path / "ready").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  os.killpg(wrapper.pid, signal.SIGINT)  # as the local launcher passes an interrupt on to a run
+  assert wrapper.wait(timeout=30) == 75
+  assert sweep.read_state(tmp_path)["exit_code"] == 75
+  assert sweep.status(tmp_path, frozenset()) == "failed"
+  assert sweep.failure_reason(tmp_path) == "saved after 1 signal(s)"  # the last line of train.log
 
 
 def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
