@@ -83,10 +83,14 @@ class Trainer:
       (stats, grads), _ = jax.lax.scan(add, zeros, jnp.arange(accum))
     grads = jax.tree.map(lambda g: g / stats["weight"], grads)
     updates, opt_state = self.optimizer.update(grads, state["opt_state"], params)
-    new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
+    new_params = optax.apply_updates(params, updates)
     metrics = {"loss": stats["ce"] / stats["weight"], "grad_norm": optax.tree.norm(grads),
                "lr": self.schedule(state["step"])}
-    return new_state, metrics
+    if self.config.checkpoint.skip_nonfinite:  # a non-finite loss or gradient leaves params and moments as they were
+      finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+      new_params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                           (new_params, opt_state), (params, state["opt_state"]))
+    return {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
   def _eval_step(self, params, batch):
     _, stats = self._loss(params, batch, None)

@@ -3,7 +3,10 @@
   python -m scaling.train --config=configs/lm.py:1m --workdir=runs/lm-1m [--config.optim.lr=3e-4 ...]
 
 `train(config, workdir)` is the library function (tests call it); `main` parses the command line.
-The workdir receives metrics.jsonl, TensorBoard events, checkpoints and summary.json.
+The workdir receives metrics.jsonl, TensorBoard events, checkpoints and summary.json. Started again
+in the same workdir, a run continues from its newest checkpoint (scaling/checkpoint.py). Exit codes:
+0 done; 2 a mistake the one-line message names; 75 preempted (SIGTERM or SIGINT) after saving a
+checkpoint: run the same command again to continue.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import jax
 import numpy as np
 
 from scaling import config as config_lib
-from scaling import data, flops, metrics, sharding
+from scaling import checkpoint, data, flops, metrics, sharding
 from scaling.errors import UserError
 from scaling.steps import Trainer
 
@@ -67,8 +70,48 @@ def run_record(config) -> dict:
           "chinchilla_flops_per_token": flops.chinchilla_flops_per_token(m, seq)}
 
 
+class NonFiniteLoss(UserError):
+  """Training diverged: a loss or gradient norm is NaN or Inf (more often than checkpoint.skip_nonfinite)."""
+
+
+def finite(step_metrics: dict) -> bool:
+  """The step's criterion, as in Trainer._train_step: loss and gradient norm finite."""
+  return math.isfinite(step_metrics["loss"]) and math.isfinite(step_metrics["grad_norm"])
+
+
+def check_finite(step_metrics: list[dict], first_step: int, skipped: int, config, checkpoints) -> int:
+  """`skipped` plus the steps in `step_metrics` (the first is `first_step`) whose loss or gradient
+  norm is not finite: up to checkpoint.skip_nonfinite such steps applied no update and are counted;
+  past it, raise NonFiniteLoss naming the step and the last checkpoint (every save follows this
+  check, so no checkpoint holds a diverged state)."""
+  limit = config.checkpoint.skip_nonfinite
+  for step, m in enumerate(step_metrics, first_step):
+    if finite(m):
+      continue
+    what = f"step {step}: loss {m['loss']}, gradient norm {m['grad_norm']}"
+    if skipped < limit:
+      skipped += 1
+      log.warning("%s; update skipped (%d of checkpoint.skip_nonfinite=%d)", what, skipped, limit)
+      continue
+    already = f" ({skipped} skipped already, checkpoint.skip_nonfinite={limit})" if limit else ""
+    raise NonFiniteLoss(f"training diverged at {what}{already}; last checkpoint: {checkpoints.latest()}; "
+                        "rerunning resumes from it: lower optim.lr, or raise checkpoint.skip_nonfinite")
+  return skipped
+
+
+def rewind_metrics(workdir: str, step: int) -> None:
+  """Drop metrics.jsonl records after `step`: a run that stopped past its last checkpoint repeats them."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(path, "w") as f:
+      f.writelines(kept)
+
+
 def train(config, workdir: str) -> dict:
-  """Train by `config` in `workdir`; returns the summary written to workdir/summary.json."""
+  """Train by `config` in `workdir`, continuing from its newest checkpoint if it has one; returns the
+  summary written to workdir/summary.json. On SIGTERM or SIGINT, saves and raises checkpoint.Preempted."""
   start_time = time.time()
   sharding.initialize_distributed(config.distributed)
   config, _ = resolve(config)
@@ -84,51 +127,92 @@ def train(config, workdir: str) -> dict:
     log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token",
              f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"])
 
-  state = trainer.init()
+  checkpoints = checkpoint.Checkpoints(workdir, config)
+  batches = data.train_iterator(config, jax.process_index(), jax.process_count())
+  resumed = checkpoints.resume(trainer, batches)
+  if resumed is None:
+    state, meta = trainer.init(), {"wall_time_s": 0.0, "train_time_s": 0.0, "skipped_steps": 0, "train": {}}
+  else:
+    state, meta = resumed
+  step = int(jax.device_get(state["step"]))
   if lead:
+    if resumed is not None:
+      log.info("resumed from the checkpoint of step %d in %s", step, checkpoints.directory)
+    rewind_metrics(workdir, step)
     log.info("per-device bytes: parameters %s, optimizer state %s",
              f"{sharding.bytes_per_device(state['params']):,}", f"{sharding.bytes_per_device(state['opt_state']):,}")
   t = config.train
   tokens_per_step = t.batch_size * config.data.seq_len
   device_kind = jax.devices()[0].device_kind
+  # Carried across restarts by the checkpoints: time spent, skipped steps, the last train metrics.
+  train_time, skipped, last_train = meta["train_time_s"], meta["skipped_steps"], meta["train"]
+
+  def wall_time() -> float:  # over all restarts
+    return meta["wall_time_s"] + time.time() - start_time
+
   writer = metrics.MetricWriter(workdir, enabled=lead)
-  progress = metrics.ProgressBar(t.steps, 0, enabled=lead and t.progress)
-  batches = data.train_iterator(config, jax.process_index(), jax.process_count())
-  pending, last_train, eval_result = [], {}, {}
-  interval_start, interval_steps, train_time = None, 0, 0.0
-  step = 0
+  progress = metrics.ProgressBar(t.steps, step, enabled=lead and t.progress)
+  pending, interval, eval_result = [], [], {}  # step metrics on the device (unchecked), on the host (unlogged)
+  interval_start, interval_steps = None, 0
+  if step >= t.steps:  # resumed from the final checkpoint (stopped before summary.json was written)
+    eval_result = evaluate(trainer, state["params"], config)
   try:
-    while step < t.steps:
-      batch = sharding.global_batch(next(batches), mesh, trainer.rules)
-      state, step_metrics = trainer.train_step(state, batch)
-      pending.append(step_metrics)
-      step += 1
-      if interval_start is None:  # the first step compiles: time from its end
-        jax.block_until_ready(state["step"])
-        interval_start, pending = time.time(), []
-        continue
-      interval_steps += 1
-      last = step == t.steps
-      if (t.log_every and step % t.log_every == 0) or last:
-        host = jax.device_get(pending)
-        elapsed = time.time() - interval_start
-        train_time += elapsed
-        tokens_per_s = tokens_per_step * interval_steps / elapsed
-        last_train = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-        last_train.update(tokens_per_s=tokens_per_s, step_time_ms=1e3 * elapsed / interval_steps,
-                          mfu=metrics.mfu(record["flops_per_token"], tokens_per_s, jax.device_count(), device_kind))
-        writer.write(step, "train", last_train)
-        progress.update(step, f"loss {last_train['loss']:.4f}  {tokens_per_s:,.0f} tok/s")
-        pending, interval_start, interval_steps = [], time.time(), 0
-      if (t.eval_every and step % t.eval_every == 0) or last:
-        eval_result = evaluate(trainer, state["params"], config)
-        writer.write(step, "eval", eval_result)
-        if lead and eval_result:
-          log.info("step %d: eval loss %.4f", step, eval_result["loss"])
-        interval_start = time.time()  # evaluation time is not training time
+    with checkpoint.Preemption() as preemption:
+      while step < t.steps:
+        batch = sharding.global_batch(next(batches), mesh, trainer.rules)
+        state, step_metrics = trainer.train_step(state, batch)
+        pending.append(step_metrics)
+        step += 1
+        if interval_start is None:  # the first step compiles: time from its end
+          jax.block_until_ready(state["step"])
+          interval_start = time.time()
+        else:
+          interval_steps += 1
+        last = step == t.steps
+        log_now = (t.log_every and step % t.log_every == 0) or last
+        stop = preemption.requested(step)
+        save = stop or checkpoints.due(step)
+        if log_now or save:
+          host = jax.device_get(pending)
+          skipped = check_finite(host, step - len(host) + 1, skipped, config, checkpoints)
+          interval, pending = interval + host, []
+        if log_now:
+          kept = [m for m in interval if finite(m)] or interval  # skipped steps are not averaged
+          last_train = {k: float(np.mean([m[k] for m in kept])) for k in kept[0]}
+          if interval_steps:
+            elapsed = time.time() - interval_start
+            train_time += elapsed
+            tokens_per_s = tokens_per_step * interval_steps / elapsed
+            last_train.update(tokens_per_s=tokens_per_s, step_time_ms=1e3 * elapsed / interval_steps,
+                              mfu=metrics.mfu(record["flops_per_token"], tokens_per_s, jax.device_count(), device_kind))
+          if skipped:
+            last_train["skipped_steps"] = skipped
+          writer.write(step, "train", last_train)
+          progress.update(step, f"loss {last_train['loss']:.4f}" +
+                          (f"  {last_train['tokens_per_s']:,.0f} tok/s" if interval_steps else ""))
+          interval, interval_start, interval_steps = [], time.time(), 0
+        if save:  # the step is the RNG state too: dropout keys derive from (seed, step)
+          checkpoints.save(step, state, batches.get_state(), wait=stop, meta={
+              "config": config.to_dict(), "wall_time_s": wall_time(), "train_time_s": train_time,
+              "skipped_steps": skipped, "train": last_train})
+        evaluate_now = (t.eval_every and step % t.eval_every == 0) or last
+        if evaluate_now:
+          eval_result = evaluate(trainer, state["params"], config)
+          writer.write(step, "eval", eval_result)
+          if lead and eval_result:
+            log.info("step %d: eval loss %.4f", step, eval_result["loss"])
+        if save or evaluate_now:
+          interval_start = time.time()  # saving and evaluation are not training time
+        if stop and not last:
+          message = (f"preempted at step {step}; checkpoint saved in {checkpoints.directory}; "
+                     "rerun the same command to resume")
+          if lead:
+            log.info(message)
+          raise checkpoint.Preempted(message)
   finally:
     progress.close()
     writer.close()
+    checkpoints.close()
 
   D = step * tokens_per_step
   summary = {
@@ -137,7 +221,7 @@ def train(config, workdir: str) -> dict:
       "C": record["flops_per_token"] * D, "C_chinchilla": record["chinchilla_flops_per_token"] * D,
       "train_loss": last_train.get("loss"), "eval_loss": eval_result.get("loss"),
       "eval": eval_result, "tokens_per_s": last_train.get("tokens_per_s"), "mfu": last_train.get("mfu"),
-      "train_time_s": train_time, "wall_time_s": time.time() - start_time,
+      "skipped_steps": skipped, "train_time_s": train_time, "wall_time_s": wall_time(),
       "device_kind": device_kind, "num_devices": jax.device_count(), "config": config.to_dict(),
   }
   if lead:
@@ -159,8 +243,10 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                      force=True)  # absl, imported with orbax, may have configured it already
   logging.getLogger("jax").setLevel(logging.WARNING)  # not its backend probing (no TPU here, ...)
+  logging.getLogger("absl").setLevel(logging.WARNING)  # not orbax's account of every save
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     config = config_lib.load(args.config, overrides)
@@ -168,6 +254,8 @@ def main(argv=None) -> int:
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except checkpoint.Preempted:
+    return checkpoint.EXIT_PREEMPTED  # a requeue (SLURM, the sweep) tells "rerun me" from "done" (0)
   return 0
 
 

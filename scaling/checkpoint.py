@@ -1,0 +1,263 @@
+"""Checkpoints under workdir/checkpoints (orbax): periodic saves, resume, preemption, export.
+
+A checkpoint at step S holds all that continuing exactly needs, one orbax item each:
+  state  parameters, optimizer state and step, restored against Trainer.abstract_state(): its shardings
+         lay the arrays out, so a run resumes on another mesh or device count just as on the same one
+  data   the training iterator's state after S batches (JSON)
+  meta   the resolved config, time spent so far, the skipped-step count and the last train metrics (JSON)
+There is no RNG state to save: dropout keys derive from (config.seed, step) inside the step.
+
+Orbax writes a step into `S.orbax-checkpoint-tmp` and renames it when every item is written, so a
+run killed mid-save leaves no directory that looks complete; `all_steps()` ignores the remains, and
+the next start deletes them. A complete-looking step that does not read back (truncated or corrupt
+files) is reported, moved aside to `S.unreadable-<time>`, and the step before it used.
+
+  python -m scaling.checkpoint export --workdir W --out DIR [--step S]
+
+writes the parameters alone (DIR/params, orbax) and the resolved config (DIR/config.json);
+`load_params(DIR, trainer)` places them for evaluation or fine-tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from scaling.errors import UserError
+
+log = logging.getLogger("scaling")
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run stopped early, saved, and continues when started again
+
+
+class CheckpointError(UserError):
+  """A workdir whose checkpoints do not fit this run, or an export that cannot be written or read."""
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGINT stopped the run at a step boundary, after a checkpoint of that step."""
+
+
+def _handlers() -> dict:
+  return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+          "meta": ocp.JsonCheckpointHandler()}
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str) -> None:
+  """Raise a one-line CheckpointError when the arrays of `saved_tree` (orbax metadata) and `target`
+  differ in name or shape, naming the model fields that differ and one such array."""
+  saved = {"/".join(k): tuple(v.shape) for k, v in ocp.tree.to_flat_dict(saved_tree).items()}
+  wanted = {"/".join(k): tuple(v.shape) for k, v in ocp.tree.to_flat_dict(target).items()}
+  if saved == wanted:
+    return
+  fields = [f"model.{k}={v!r} there, {config.model[k]!r} here" for k, v in sorted(saved_config["model"].items())
+            if k in config.model and config.model[k] != v]
+  name = (sorted(set(saved) ^ set(wanted)) or sorted(k for k in saved if saved[k] != wanted[k]))[0]
+  fields.append(f"{name}: {saved.get(name, 'absent')} there, {wanted.get(name, 'absent')} here")
+  raise CheckpointError(f"{where} holds a different model ({'; '.join(fields)}); "
+                        "use a fresh --workdir, or the config it was saved with")
+
+
+class Checkpoints:
+  """workdir/checkpoints: saves every `checkpoint.every` steps and at the end, keeps the last
+  `checkpoint.keep`, resumes from the newest readable step. Without a config, read-only (export)."""
+
+  def __init__(self, workdir: str, config=None):
+    self.directory = Path(workdir).absolute() / "checkpoints"
+    self.config = config
+    k = config.checkpoint if config is not None else None
+    if k is not None and jax.process_index() == 0:
+      for partial in sorted(self.directory.glob("*.orbax-checkpoint-tmp*")):  # the manager deletes them
+        log.warning("%s is an incomplete checkpoint (its save was cut short): ignored and removed", partial)
+    options = ocp.CheckpointManagerOptions(
+        read_only=k is None, max_to_keep=k and k.keep, enable_async_checkpointing=bool(k and k.async_save),
+        cleanup_tmp_directories=k is not None, save_root_metadata=False)
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=_handlers())
+
+  def due(self, step: int) -> bool:
+    every = self.config.checkpoint.every
+    return step == self.config.train.steps or bool(every and step % every == 0)
+
+  def latest(self) -> str:
+    """The newest checkpoint saved, for messages."""
+    self.manager.wait_until_finished()
+    step = self.manager.latest_step()
+    return "none" if step is None else f"step {step} ({self.directory / str(step)})"
+
+  def save(self, step: int, state, data_state: dict, meta: dict, wait: bool = False) -> None:
+    """Save (in the background when checkpoint.async_save, unless `wait`). The iterator's state must
+    be taken after exactly `step` batches: `data_state` is written as given."""
+    self.manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta)))
+    if wait:
+      self.manager.wait_until_finished()
+
+  def saved(self, step: int):
+    """(meta, the state's array metadata tree) of `step`, read without reading the arrays."""
+    meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return meta, self.manager.item_metadata(step)["state"].tree
+
+  def newest(self, read, steps=None):
+    """(step, read(step)) for the newest of `steps` (default: all) that reads back, or None. A failure
+    other than a CheckpointError is reported and the step before tried; returns the failed steps too."""
+    failed = []
+    for step in reversed(self.manager.all_steps() if steps is None else steps):
+      try:
+        return (step, read(step)), failed
+      except CheckpointError:
+        raise
+      except Exception as e:  # orbax and tensorstore raise many kinds on truncated or corrupt files
+        log.warning("checkpoint at step %d in %s is unreadable (%s); trying the one before it",
+                    step, self.directory, _first_line(e))
+        failed.append(step)
+    return None, failed
+
+  def resume(self, trainer, iterator):
+    """Restore the newest readable checkpoint onto `trainer`'s shardings and `iterator`: returns
+    (state, meta), or None in a workdir without checkpoints. Unreadable newer steps are moved aside."""
+    target = trainer.abstract_state()
+
+    def read(step):
+      meta, arrays = self.saved(step)
+      check_same_shapes(arrays, target, meta["config"], trainer.config, f"{self.directory} (step {step})")
+      return self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+
+    found, failed = self.newest(read)
+    if failed:  # out of the way of the steps this run saves again
+      if jax.process_index() == 0:
+        for step in failed:
+          os.replace(self.directory / str(step), self.directory / f"{step}.unreadable-{time.time():.0f}")
+      multihost_utils.sync_global_devices("scaling.checkpoint: unreadable steps moved aside")
+      self.manager.reload()
+    if found is None:
+      return None
+    restored = found[1]
+    iterator.set_state(restored["data"])
+    return restored["state"], restored["meta"]
+
+  def close(self) -> None:
+    """Wait for a save in flight, then release the manager."""
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+class Preemption:
+  """Within this context, SIGTERM and SIGINT ask the loop to save and stop at the next step boundary.
+
+  One process: the signal sets a flag that `requested` returns. Several processes must stop at the
+  same step: SIGTERM is left to JAX's preemption service (started by jax.distributed.initialize),
+  which agrees on a step that `requested` (called every step) reports on every process; SIGINT is
+  passed on to it as SIGTERM. A second signal stops at once (KeyboardInterrupt)."""
+
+  def __enter__(self):
+    self.signal, self.distributed = None, jax.process_count() > 1
+    signals = (signal.SIGINT,) if self.distributed else (signal.SIGTERM, signal.SIGINT)
+    self.previous = {s: signal.signal(s, self._handle) for s in signals}
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal is not None:
+      raise KeyboardInterrupt
+    self.signal = signal.Signals(signum).name
+    log.warning("%s received: saving a checkpoint at the next step boundary", self.signal)
+    if self.distributed:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def requested(self, step: int) -> bool:
+    if self.distributed:
+      return ocp.multihost.reached_preemption(step)
+    return self.signal is not None
+
+  def __exit__(self, *exc):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
+
+
+# ---------------------------------------------------------------- parameters only
+
+def export(workdir: str, out: str, step: int | None = None) -> int:
+  """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params and
+  its resolved config to out/config.json; returns the step. Reads on the host: no mesh is needed."""
+  checkpoints = Checkpoints(workdir)
+  steps = [s for s in checkpoints.manager.all_steps() if step is None or s == step]
+  where = f"--workdir {workdir}: {checkpoints.directory} has no checkpoint{'' if step is None else f' of step {step}'}"
+  if not steps:
+    raise CheckpointError(f"{where} (steps: {', '.join(map(str, checkpoints.manager.all_steps())) or 'none'})")
+  out_dir = Path(out).absolute()
+  if (out_dir / "params").exists():
+    raise CheckpointError(f"--out {out}: {out_dir / 'params'} exists; choose another directory")
+
+  def read(s):
+    meta, arrays = checkpoints.saved(s)
+    host = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), arrays["params"])  # no sharding: numpy
+    with ocp.PyTreeCheckpointer() as reader:
+      restored = reader.restore(checkpoints.directory / str(s) / "state", args=ocp.args.PyTreeRestore(
+          item={"params": host}, partial_restore=True,
+          restore_args={"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), host)}))
+    return restored["params"], meta["config"]
+
+  found, _ = checkpoints.newest(read, steps)
+  checkpoints.close()
+  if found is None:
+    raise CheckpointError(f"{where} that reads back")
+  step, (params, config) = found
+  with ocp.StandardCheckpointer() as writer:
+    writer.save(out_dir / "params", params)
+  (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+  return step
+
+
+def load_params(path: str, trainer):
+  """Exported parameters (export's --out) -> the params tree on `trainer`'s mesh and shardings, for
+  trainer.eval_step, `nnx.merge(trainer.graphdef, params)` or as the start of fine-tuning. The
+  trainer's model must have the exported shapes (its config's other sections may differ)."""
+  path = Path(path).absolute()
+  if not (path / "config.json").is_file():
+    raise CheckpointError(f"{path}: no exported parameters here (expected params/ and config.json from "
+                          "python -m scaling.checkpoint export)")
+  saved_config = json.loads((path / "config.json").read_text())
+  target = trainer.abstract_state()["params"]
+  with ocp.StandardCheckpointer() as reader:
+    saved = reader.metadata(path / "params").item_metadata.tree
+    check_same_shapes(saved, target, saved_config, trainer.config, str(path))
+    return reader.restore(path / "params", target)
+
+
+def main(argv=None) -> int:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                      force=True)  # absl, imported with orbax, may have configured it already
+  logging.getLogger("jax").setLevel(logging.WARNING)  # not its backend probing
+  logging.getLogger("absl").setLevel(logging.ERROR)  # not orbax's account of every read
+  parser = argparse.ArgumentParser(prog="python -m scaling.checkpoint", description="Checkpoint tools.")
+  commands = parser.add_subparsers(dest="command", required=True)
+  ex = commands.add_parser("export", help="write a checkpoint's parameters alone, with the run's config")
+  ex.add_argument("--workdir", required=True, help="the run's workdir (holding checkpoints/)")
+  ex.add_argument("--out", required=True, help="directory to receive params/ and config.json")
+  ex.add_argument("--step", type=int, default=None, help="the step to export (default: the newest readable)")
+  args = parser.parse_args(argv)
+  try:
+    step = export(args.workdir, args.out, args.step)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  log.info("exported the parameters of step %d to %s", step, os.path.join(args.out, "params"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,209 @@
+"""Checkpoints and fault tolerance (issue #5): bitwise resume, another mesh, SIGTERM, a corrupt latest
+checkpoint, NaN losses, a workdir of another model, parameter export.
+
+The reference is one uninterrupted run of checkpoint_worker.STEPS steps; every interrupted run must
+log the same loss at every step (bit for bit on the same mesh). Runs on 8 simulated devices, and the
+CLI under SIGTERM, are subprocesses (XLA_FLAGS must be set before jax is imported).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import checkpoint_worker as worker
+from common import make_trainer, one_batch, tiny
+from scaling import checkpoint, train
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = worker.STEPS
+TOKENS_PER_STEP = 8 * 32
+
+
+def losses(workdir) -> dict:
+  """{step: train loss} from metrics.jsonl, checking each step is there once."""
+  records = [json.loads(line) for line in open(Path(workdir) / "metrics.jsonl")]
+  steps = [r["step"] for r in records if r["split"] == "train"]
+  assert steps == sorted(set(steps)), f"steps logged twice or out of order: {steps}"
+  return {r["step"]: r["loss"] for r in records if r["split"] == "train"}
+
+
+def steps_saved(workdir) -> list:
+  return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def env(devices: int) -> dict:
+  return {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SCALING_"))},
+          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
+          "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """The uninterrupted run: (workdir, summary, losses)."""
+  workdir = tmp_path_factory.mktemp("straight")
+  summary = train.train(worker.load(), str(workdir))
+  return workdir, summary, losses(workdir)
+
+
+def test_straight_run_keeps_the_last_checkpoints(straight):
+  workdir, summary, logged = straight
+  assert sorted(logged) == list(range(1, STEPS + 1))
+  assert steps_saved(workdir) == [9, 10], "every 3 steps and at the end, keep 2"
+  assert summary["steps"] == STEPS and summary["D"] == STEPS * TOKENS_PER_STEP
+  assert not list((workdir / "checkpoints").glob("*tmp*"))
+
+
+def test_resume_after_sigint_is_bitwise(straight, tmp_path, monkeypatch):
+  _, reference, reference_losses = straight
+  handler = signal.getsignal(signal.SIGINT)
+  with monkeypatch.context() as m:
+    worker.patch_batches(m.setattr, [5], signal.SIGINT)
+    with pytest.raises(checkpoint.Preempted, match="preempted at step 5; checkpoint saved"):
+      train.train(worker.load(), str(tmp_path))
+  assert signal.getsignal(signal.SIGINT) is handler, "the handlers are put back"
+  assert steps_saved(tmp_path) == [3, 5] and not (tmp_path / "summary.json").exists()
+  first_wall = json.loads((tmp_path / "checkpoints/5/meta/metadata").read_text())["wall_time_s"]
+
+  summary = train.train(worker.load(), str(tmp_path))
+  assert losses(tmp_path) == reference_losses  # every step, bit for bit
+  assert summary["eval_loss"] == reference["eval_loss"] and summary["train_loss"] == reference["train_loss"]
+  assert summary["steps"] == STEPS and summary["D"] == STEPS * TOKENS_PER_STEP
+  assert summary["wall_time_s"] > first_wall, "wall time accumulates over restarts"
+  assert steps_saved(tmp_path) == [9, 10]
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_path, caplog):
+  workdir, reference, reference_losses = straight
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  data_files = [p for p in (tmp_path / "checkpoints/10/state").rglob("*") if p.is_file()]
+  biggest = max(data_files, key=lambda p: p.stat().st_size)
+  with open(biggest, "r+b") as f:
+    f.truncate(biggest.stat().st_size // 2)
+  (tmp_path / "checkpoints/11.orbax-checkpoint-tmp/state").mkdir(parents=True)  # a save killed midway
+
+  summary = train.train(worker.load(), str(tmp_path))
+  assert "checkpoint at step 10" in caplog.text and "unreadable" in caplog.text
+  assert "11.orbax-checkpoint-tmp is an incomplete checkpoint" in caplog.text
+  assert len(list((tmp_path / "checkpoints").glob("10.unreadable-*"))) == 1
+  assert not (tmp_path / "checkpoints/11.orbax-checkpoint-tmp").exists()
+  assert losses(tmp_path) == reference_losses, "steps 10.. repeated from step 9, metrics.jsonl rewound"
+  assert summary["eval_loss"] == reference["eval_loss"]
+
+
+def test_nonfinite_steps_are_skipped_up_to_the_limit_then_stop_the_run(straight, tmp_path, monkeypatch, capsys):
+  _, _, reference_losses = straight
+  with monkeypatch.context() as m:
+    worker.patch_batches(m.setattr, [4, 7])  # NaN losses at steps 4 and 7
+    assert train.main(worker.argv(tmp_path, **{"checkpoint.skip_nonfinite": 1})) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      "error: training diverged at step 7: loss nan, gradient norm nan (1 skipped already, "
+      f"checkpoint.skip_nonfinite=1); last checkpoint: step 6 ({tmp_path / 'checkpoints' / '6'}); "
+      "rerunning resumes from it: lower optim.lr, or raise checkpoint.skip_nonfinite")
+  logged = losses(tmp_path)
+  assert [logged[s] for s in (1, 2, 3)] == [reference_losses[s] for s in (1, 2, 3)]
+  assert sorted(logged) == [1, 2, 3, 4, 5, 6] and np.isnan(logged[4]) and np.isfinite(logged[6])
+  assert steps_saved(tmp_path) == [3, 6], "no checkpoint after the bad step"
+  assert json.loads((tmp_path / "checkpoints/6/meta/metadata").read_text())["skipped_steps"] == 1
+
+  worker.patch_batches(monkeypatch.setattr, [1])  # rerun: resumes at 6, its first batch is step 7's
+  assert train.main(worker.argv(tmp_path)) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      "error: training diverged at step 7: loss nan, gradient norm nan; last checkpoint: step 6 "
+      f"({tmp_path / 'checkpoints' / '6'}); rerunning resumes from it: lower optim.lr, or raise "
+      "checkpoint.skip_nonfinite")
+
+
+def test_a_skipped_step_applies_no_update():
+  trainer = make_trainer(tiny(**{"checkpoint.skip_nonfinite": 1, "optim.warmup_steps": 0}))
+  state = trainer.init()
+  before = jax.device_get(state)
+  batch = one_batch(trainer.config)
+  state, metrics = trainer.train_step(state, {**batch, "weights": batch["weights"] * np.nan})
+  after = jax.device_get(state)
+  assert np.isnan(metrics["loss"]) and int(after["step"]) == 1
+  jax.tree.map(np.testing.assert_array_equal, (after["params"], after["opt_state"]),
+               (before["params"], before["opt_state"]))  # moments and Adam's count included
+  state, metrics = trainer.train_step(state, batch)
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), jax.device_get(state["params"]), before["params"])
+  assert np.isfinite(metrics["loss"]) and all(jax.tree.leaves(changed)), "a finite step updates every parameter"
+
+
+def test_workdir_of_another_model_is_one_line(straight, capsys):
+  workdir, _, _ = straight
+  assert train.main(worker.argv(workdir, **{"model.d_model": 32})) == 2
+  err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+  assert len(err) == 1 and err[0].startswith(f"error: {workdir / 'checkpoints'} (step 10) holds a different model")
+  assert "model.d_model=64 there, 32 here" in err[0] and "use a fresh --workdir" in err[0]
+
+
+def test_exported_parameters_give_the_live_eval_loss(straight, tmp_path):
+  workdir, summary, _ = straight
+  assert checkpoint.main(["export", f"--workdir={workdir}", f"--out={tmp_path}"]) == 0
+  assert json.loads((tmp_path / "config.json").read_text()) == summary["config"]
+  config, _ = train.resolve(worker.load())
+  trainer = make_trainer(config)
+  params = checkpoint.load_params(str(tmp_path), trainer)
+  assert train.evaluate(trainer, params, config)["loss"] == summary["eval_loss"]
+  assert checkpoint.main(["export", f"--workdir={workdir}", f"--out={tmp_path}"]) == 2, "never overwrites"
+  with pytest.raises(checkpoint.CheckpointError, match="model.d_model=64 there, 32 here"):
+    checkpoint.load_params(str(tmp_path), make_trainer(train.resolve(worker.load(**{"model.d_model": 32}))[0]))
+
+
+def test_resume_on_another_mesh(straight, tmp_path):
+  _, reference, reference_losses = straight
+  argv = [sys.executable, str(ROOT / "tests" / "checkpoint_worker.py"), str(tmp_path), "fsdp=8:5", "data=2,tensor=4"]
+  proc = subprocess.run(argv, env=env(8), cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.stdout.strip().splitlines()[-1:] == [f"[{checkpoint.EXIT_PREEMPTED}, 0]"], proc.stderr[-3000:]
+  for line in ("mesh {'data': 1, 'fsdp': 8, 'tensor': 1}", "resumed from the checkpoint of step 5",
+               "mesh {'data': 2, 'fsdp': 1, 'tensor': 4}"):
+    assert line in proc.stderr
+  logged = losses(tmp_path)
+  assert sorted(logged) == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([logged[s] for s in logged], [reference_losses[s] for s in logged], rtol=1e-5)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["num_devices"] == 8 and summary["config"]["mesh"]["tensor"] == 4
+  assert summary["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-5)
+
+
+def test_sigterm_to_the_cli_saves_exits_75_and_resumes_bitwise(tmp_path):
+  steps = 200  # long enough to be running when the signal comes
+
+  def cli(workdir):
+    overrides = {"train.steps": steps, "checkpoint.every": 0}
+    return [sys.executable, "-m", "scaling.train", *worker.argv(workdir, **overrides)]
+
+  straight = subprocess.Popen(cli(tmp_path / "straight"), env=env(1), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  run = cli(tmp_path / "run")
+  proc = subprocess.Popen(run, env=env(1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics.exists() and metrics.stat().st_size) and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # training has begun: step 1 is logged
+    _, err = proc.communicate(timeout=60)
+    assert straight.wait(timeout=240) == 0
+  finally:
+    for p in (proc, straight):
+      if p.poll() is None:
+        p.kill()
+  assert proc.returncode == checkpoint.EXIT_PREEMPTED, err[-2000:]
+  stopped = steps_saved(tmp_path / "run")
+  assert len(stopped) == 1 and 1 <= stopped[0] < steps
+  assert f"preempted at step {stopped[0]}; checkpoint saved in" in err
+  assert max(losses(tmp_path / "run")) == stopped[0], "every completed step is in the checkpoint"
+
+  resumed = subprocess.run(run, env=env(1), cwd=ROOT, capture_output=True, text=True, timeout=240)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"resumed from the checkpoint of step {stopped[0]}" in resumed.stderr
+  assert losses(tmp_path / "run") == losses(tmp_path / "straight")
