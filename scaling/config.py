@@ -165,5 +165,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ("log_every", "eval_every", "eval_batches"):
     _require(t[name] >= 0, f"config.train.{name}={t[name]} must be >= 0")
   _require(config.checkpoint.every >= 0, f"config.checkpoint.every={config.checkpoint.every} must be >= 0")
+  _require(config.checkpoint.skip_nonfinite >= 0,
+           f"config.checkpoint.skip_nonfinite={config.checkpoint.skip_nonfinite} must be >= 0")
   _require(config.checkpoint.keep > 0, f"config.checkpoint.keep={config.checkpoint.keep} must be positive")
   sharding.validate_mesh_config(config.mesh)

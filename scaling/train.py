@@ -45,7 +45,8 @@ def resolve(config):
 
 
 def evaluate(trainer: Trainer, params, config) -> dict:
-  """Loss, perplexity and accuracy over the validation split (capped by train.eval_batches)."""
+  """Loss, perplexity and accuracy over the validation split (capped by train.eval_batches); for
+  MLM the masked positions' loss and accuracy, plus next-sentence loss and accuracy with NSP."""
   totals = None
   for local in data.eval_batches(config, jax.process_index(), jax.process_count()):
     stats = trainer.eval_step(params, sharding.global_batch(local, trainer.mesh, trainer.rules))
@@ -56,8 +57,11 @@ def evaluate(trainer: Trainer, params, config) -> dict:
   weight = max(float(totals["weight"]), 1.0)
   loss = float(totals["ce"]) / weight
   result = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": float(totals["correct"]) / weight}
-  if config.data.tokenizer == "byte":
+  if config.data.tokenizer == "byte" and config.objective == "causal_lm":
     result["bits_per_byte"] = loss / math.log(2)
+  if "nsp_count" in totals:
+    pairs = max(float(totals["nsp_count"]), 1.0)
+    result.update(nsp_loss=float(totals["nsp_ce"]) / pairs, nsp_accuracy=float(totals["nsp_correct"]) / pairs)
   return result
 
 

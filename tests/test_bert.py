@@ -354,4 +354,7 @@ def test_tiny_bert_mlm_loss_falls_on_the_built_in_corpus(tmp_path):
   assert abs(first["loss"] - math.log(261)) < 0.5, "starts near ln(vocab)"
   assert evals[-1]["loss"] < math.log(261) - 2.0
   assert summary["eval"]["accuracy"] > 0.2, "masked-token accuracy"
+  assert cfg.objective == "mlm_nsp" and 0.0 <= summary["eval"]["nsp_accuracy"] <= 1.0
+  assert abs(summary["eval"]["nsp_loss"] - math.log(2)) < 0.3, "next-sentence loss near chance this early"
+  assert "bits_per_byte" not in summary["eval"], "bits per byte is a causal-LM measure"
   assert summary["N"] == flops.param_counts(train.resolve(cfg)[0].model)["total"]
