@@ -29,7 +29,7 @@ def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
   config, _ = resolve(config)
   mesh = sharding.make_mesh(config.mesh)
   trainer = Trainer(config, mesh)
-  sharding.check_batch(config.train.batch_size, mesh, trainer.rules)
+  sharding.check_batch(config, mesh, trainer.rules)
   batch_size, seq = config.train.batch_size, config.data.seq_len
   tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (batch_size, seq + 1), dtype=np.int32)
   local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": np.ones((batch_size, seq), np.float32)}

@@ -166,12 +166,18 @@ def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
-def check_batch(batch_size: int, mesh: Mesh, rules) -> None:
+def check_batch(config, mesh: Mesh, rules) -> None:
+  """The global batch, and each accumulation microbatch, must split evenly over the batch axes."""
+  batch_size, accum = config.train.batch_size, config.optim.accum_steps
   ways = math.prod(mesh.shape[a] for a in rules.get("batch", ()))
   if batch_size % ways or batch_size % jax.process_count():
     raise MeshError(f"config.train.batch_size={batch_size} is not divisible by the batch mesh axes "
                     f"({ways} ways) and the {jax.process_count()} processes; make it a multiple of "
                     f"{math.lcm(ways, jax.process_count())}")
+  if (batch_size // accum) % ways:
+    raise MeshError(f"config.optim.accum_steps={accum} splits config.train.batch_size={batch_size} into microbatches "
+                    f"of {batch_size // accum}, not divisible by the batch mesh axes ({ways} ways); "
+                    f"make the batch a multiple of {ways * accum} or accumulate fewer steps")
 
 
 def bytes_per_device(tree) -> int:

@@ -122,7 +122,7 @@ def train(config, workdir: str) -> dict:
   lead = jax.process_index() == 0
   mesh = sharding.make_mesh(config.mesh)
   trainer = Trainer(config, mesh)
-  sharding.check_batch(config.train.batch_size, mesh, trainer.rules)
+  sharding.check_batch(config, mesh, trainer.rules)
   record = run_record(config)
   if lead:
     os.makedirs(workdir, exist_ok=True)

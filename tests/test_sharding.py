@@ -250,7 +250,7 @@ def cli_errors(tmp_path_factory):
   root = tmp_path_factory.mktemp("cli_errors")
   cases = {"indivisible": ["--config.mesh.tensor=3"], "product": ["--config.mesh.data=4", "--config.mesh.fsdp=4"],
            "heads": ["--config.model.num_heads=12", "--config.model.head_dim=16", "--config.mesh.tensor=8"],
-           "dcn": ["--config.mesh.dcn_data=2"]}
+           "dcn": ["--config.mesh.dcn_data=2"], "microbatch": ["--config.optim.accum_steps=2"]}
   return run_all({name: (train_argv(root / name, *args), subprocess_env(8)) for name, args in cases.items()},
                  root / "logs", timeout=120)
 
@@ -263,6 +263,8 @@ def cli_errors(tmp_path_factory):
     ("heads", "parameter blocks/0/attn/k/kernel: dimension 'kv_heads' of size 12 is not divisible by mesh axis "
               "tensor=8; change the model size, the mesh or config.mesh.rules.kv_heads"),
     ("dcn", "config.mesh.dcn_data=2, but the devices span 1 process(es); set it to 1"),
+    ("microbatch", "config.optim.accum_steps=2 splits config.train.batch_size=8 into microbatches of 4, not "
+                   "divisible by the batch mesh axes (8 ways); make the batch a multiple of 16 or accumulate fewer steps"),
 ])
 def test_cli_mesh_errors_are_one_line(cli_errors, case, message):
   code, stderr = cli_errors[case]
