@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -56,6 +57,10 @@ class ProgressBar:
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
       self.task = self.bar.add_task("train", total=total, completed=start, info="compiling...")
       self.bar.start()
+      # Log lines go through rich's redirected stderr, above the bar, instead of over it.
+      self.handlers = [h for h in logging.getLogger().handlers
+                       if type(h) is logging.StreamHandler and h.stream in (sys.__stderr__, sys.__stdout__)]
+      self.streams = [h.setStream(sys.stderr) for h in self.handlers]
 
   def update(self, step: int, info: str) -> None:
     if self.live:
@@ -65,4 +70,6 @@ class ProgressBar:
 
   def close(self) -> None:
     if self.live:
+      for handler, stream in zip(self.handlers, self.streams):
+        handler.setStream(stream)
       self.bar.stop()
