@@ -36,6 +36,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.causal = True  # causal (decoder) or bidirectional (encoder) attention
   m.num_segments = 0  # token-type (segment) embeddings; 0 = none (BERT uses 2)
   m.embed_norm = False  # normalise the embeddings before the first block (BERT)
+  m.embed_scale = False  # multiply token embeddings by sqrt(d_model), as the original Transformer does
   m.mlm_head = False  # BERT's MLM head: dense, activation, norm before the decoder; output bias if use_bias
   m.pooler = False  # BERT's [CLS] pooler (dense, tanh) and the 2-way next-sentence classifier on it
   m.dropout = 0.0  # dropout rate on embeddings, attention output and MLP output

@@ -229,6 +229,8 @@ class Transformer(nnx.Module):
     m, dtype = self.m, compute_dtype(self.m)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
     x = jnp.take(self.embed[...], tokens, axis=0)
+    if m.embed_scale:
+      x = x * math.sqrt(m.d_model)
     if m.position == "learned":
       x = x + self.pos_embed[...][: tokens.shape[1]]
     elif m.position == "sinusoidal":

@@ -130,6 +130,16 @@ def test_sinusoid_table_is_the_formula():
   np.testing.assert_allclose(table[:, 1::2], np.cos(pos / 10000 ** (2 * i / 16)), atol=1e-5)
 
 
+def test_original_transformer_input_is_scaled_embedding_plus_sinusoids():
+  """With no blocks (and post-norm, so no final norm) the hidden states are the input: E * sqrt(d) + PE."""
+  cfg = tiny(**{"model.position": "sinusoidal", "model.embed_scale": True, "model.norm_placement": "post"})
+  m = ml_collections.FrozenConfigDict({**cfg.model.to_dict(), "num_layers": 0})
+  net = model.Transformer(m, rngs=nnx.Rngs(0))
+  tokens = jnp.arange(16)[None] * 7
+  expected = np.asarray(net.embed[...])[np.asarray(tokens)] * math.sqrt(32) + np.asarray(model.sinusoids(16, 32))
+  np.testing.assert_allclose(net.hidden(tokens), expected, rtol=1e-6, atol=1e-6)
+
+
 def test_rope_preserves_norms_and_relative_positions():
   x = jax.random.normal(jax.random.key(0), (1, 8, 2, 16))
   pos = jnp.arange(8)[None]
