@@ -44,6 +44,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.dtype = "auto"  # compute dtype: auto (bfloat16 on GPU/TPU, float32 on CPU) | float32 | bfloat16
   m.attention = "auto"  # auto (cuDNN flash attention on GPU when possible, else XLA) | xla | cudnn
   m.remat = "none"  # rematerialise blocks in the backward pass: none | full | dots
+  m.scan_layers = False  # run the blocks as one lax.scan over stacked params (faster compiles) instead of a loop
+  m.scan_unroll = 1  # with scan_layers: blocks per scan iteration (num_layers = fully unrolled)
   m.logits_chunk = 0  # >0: compute the loss over this many positions at a time (never all fp32 logits)
 
   d = c.data = ml_collections.ConfigDict()

@@ -145,6 +145,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(m.init_std > 0, f"config.model.init_std={m.init_std} must be positive")
   _require(m.logits_chunk >= 0 and (m.logits_chunk == 0 or d.seq_len % m.logits_chunk == 0),
            f"config.model.logits_chunk={m.logits_chunk} must be 0 or divide config.data.seq_len={d.seq_len}")
+  _require(1 <= m.scan_unroll <= m.num_layers,
+           f"config.model.scan_unroll={m.scan_unroll} must be in [1, config.model.num_layers={m.num_layers}]")
   _require(d.seq_len > 0, f"config.data.seq_len={d.seq_len} must be positive")
   _require(d.num_workers >= 0, f"config.data.num_workers={d.num_workers} must be >= 0")
   _require(0.0 <= d.val_fraction < 1.0, f"config.data.val_fraction={d.val_fraction} must be in [0, 1)")

@@ -177,6 +177,21 @@ class Block(nnx.Module):
     return constrain(x, ("batch", "length", "act_embed"))
 
 
+def stacked_blocks(m, rngs: nnx.Rngs) -> Block:
+  """num_layers blocks as one Block whose params have a leading 'layers' axis (replicated: no rule maps it)."""
+
+  @nnx.split_rngs(splits=m.num_layers)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def create(rngs):
+    return Block(m, rngs=rngs)
+
+  blocks = create(rngs)
+  for _, variable in nnx.iter_graph(blocks):
+    if isinstance(variable, nnx.Param):
+      variable.set_metadata("axes", ("layers", *variable.get_metadata()["axes"]))
+  return blocks
+
+
 class MLMHead(nnx.Module):
   """BERT's masked-LM head: dense, activation and norm before the decoder, and a bias on its logits."""
 
@@ -216,7 +231,7 @@ class Transformer(nnx.Module):
     self.segment_embed = (param(rngs.params(), (m.num_segments, m.d_model), ("segments", "embed"), m.init_std)
                           if m.num_segments else None)
     self.embed_norm = Norm(m, rngs=rngs) if m.embed_norm else None
-    self.blocks = nnx.List([Block(m, rngs=rngs) for _ in range(m.num_layers)])
+    self.blocks = stacked_blocks(m, rngs) if m.scan_layers else nnx.List([Block(m, rngs=rngs) for _ in range(m.num_layers)])
     self.final_norm = Norm(m, rngs=rngs) if m.norm_placement == "pre" else None
     self.head = (None if m.tie_embeddings else
                  Dense((m.d_model,), (vocab,), ("embed",), ("vocab",), False, m.init_std, rngs=rngs))
@@ -243,12 +258,27 @@ class Transformer(nnx.Module):
     keys = [None] * (m.num_layers + 1) if key is None else list(jax.random.split(key, m.num_layers + 1))
     x = constrain(dropout(x, m.dropout, keys[-1]).astype(dtype), ("batch", "length", "act_embed"))
     mask = None if padding is None else padding[:, None, None, :]
-    for block, k in zip(self.blocks, keys):
-      if REMAT[m.remat] is None:
-        x = block(x, positions, mask, k)
-      else:
-        x = nnx.remat(lambda b, *a: b(*a), policy=REMAT[m.remat])(block, x, positions, mask, k)
+    if m.scan_layers:
+      x = self.scan_blocks(x, positions, mask, None if key is None else jnp.stack(keys[:-1]))
+    else:
+      for block, k in zip(self.blocks, keys):
+        if REMAT[m.remat] is None:
+          x = block(x, positions, mask, k)
+        else:
+          x = nnx.remat(lambda b, *a: b(*a), policy=REMAT[m.remat])(block, x, positions, mask, k)
     return self.final_norm(x) if self.final_norm is not None else x
+
+  def scan_blocks(self, x, positions, mask, keys):
+    """The stacked blocks as one lax.scan over their leading 'layers' axis (`model.scan_unroll` per iteration)."""
+    graphdef, state = nnx.split(self.blocks)
+
+    def layer(x, params_and_key):
+      params, key = params_and_key
+      return nnx.merge(graphdef, params)(x, positions, mask, key), None
+
+    # Inside scan, CSE cannot undo rematerialisation, so prevent_cse's barriers are not needed.
+    body = layer if REMAT[self.m.remat] is None else jax.checkpoint(layer, policy=REMAT[self.m.remat], prevent_cse=False)
+    return jax.lax.scan(body, x, (state, keys), unroll=self.m.scan_unroll)[0]
 
   def logits(self, h: jax.Array) -> jax.Array:
     """Vocabulary logits (compute dtype) for hidden states h[..., d_model]."""

@@ -4,7 +4,8 @@ before jax is imported here) give it 8 CPU devices.
   python tests/sharding_worker.py OUT_DIR
 
 For each mesh in MESHES, from the same seed and batches: 3 training steps (losses, gradient norms,
-the first step's per-parameter gradients, the final parameters) and every state leaf's PartitionSpec.
+the first step's per-parameter gradients, the final parameters) and every state leaf's PartitionSpec;
+the same 3 steps with the blocks scanned on one mesh.
 Also the memory of the fsdp=8 state, the activations' shardings in the forward pass and the error of
 an activation its mesh axes do not divide. Writes OUT_DIR/arrays.npz and OUT_DIR/results.json.
 """
@@ -16,6 +17,7 @@ import re
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -91,6 +93,23 @@ def train(name: str, arrays: dict) -> dict:
   return result
 
 
+def train_scanned(name: str) -> dict:
+  """3 steps on mesh `name` with the blocks scanned, starting from the unrolled model's initial params
+  restacked (a leading layers axis of 1): its losses and its params' PartitionSpecs."""
+  axes = MESHES[name]
+  mesh = sharding.make_mesh(load(axes).mesh, jax.devices()[:math.prod(axes.values())])
+  params = Trainer(load(axes), mesh).init()["params"]
+  params = {**params, "blocks": jax.tree.map(lambda x: x[None], params["blocks"][0])}
+  trainer = Trainer(load(axes, **{"model.scan_layers": True}), mesh)
+  state = jax.jit(lambda p: {"params": p, "opt_state": trainer.optimizer.init(p), "step": jnp.zeros((), jnp.int32)},
+                  out_shardings=trainer.state_shardings)(params)
+  result = {"specs": specs(state["params"]), "losses": []}
+  for batch in batches():
+    state, metrics = trainer.train_step(state, sharding.global_batch(batch, mesh, trainer.rules))
+    result["losses"].append(float(metrics["loss"]))
+  return result
+
+
 def activations(trainer: Trainer, params, batch) -> dict:
   """Per-device shapes of the forward pass's residual stream and logits: how the constraints split them."""
 
@@ -132,7 +151,7 @@ def main(out_dir: str) -> None:
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
   arrays = {}
   results = {"meshes": {name: train(name, arrays) for name in MESHES},
-             "indivisible_activation": indivisible_activation()}
+             "scanned": train_scanned("data=2,fsdp=2,tensor=2"), "indivisible_activation": indivisible_activation()}
   np.savez(os.path.join(out_dir, "arrays.npz"), **arrays)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f)

@@ -191,3 +191,48 @@ def test_post_norm_block_on_a_hand_computed_case():
   block.pre = True
   h = x + block.attn(rms(x), pos, None, None)
   np.testing.assert_allclose(block(x, pos, None, None), h + block.mlp(rms(h), None), rtol=1e-5, atol=1e-6)
+
+
+def stack_layers(params, num_layers):
+  """Unrolled params (blocks 0..L-1) -> the scanned layout (one block, a leading layers axis)."""
+  blocks = [params["blocks"][i] for i in range(num_layers)]
+  return {**params, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
+
+
+@pytest.mark.parametrize("remat,unroll", [("none", 1), ("full", 2), ("dots", 3)])
+def test_scanned_layers_equal_the_unrolled_loop(remat, unroll):
+  """Same params, batch and dropout keys: the scanned stack gives the loop's loss, gradients and update."""
+  options = {"model.num_layers": 3, "model.dropout": 0.1, "model.remat": remat}
+  loop = make_trainer(tiny(**options))
+  scan = make_trainer(tiny(**options, **{"model.scan_layers": True, "model.scan_unroll": unroll}))
+  state = loop.init()
+  params = jax.tree.map(jnp.copy, stack_layers(state["params"], 3))  # train_step donates its state
+  stacked = {"params": params, "opt_state": scan.optimizer.init(params), "step": jnp.copy(state["step"])}
+  batch = jax.tree.map(jnp.asarray, one_batch(loop.config))
+  key = jax.random.key(7)
+  (loss_loop, _), g_loop = jax.value_and_grad(loop._loss, has_aux=True)(state["params"], batch, key)
+  (loss_scan, _), g_scan = jax.value_and_grad(scan._loss, has_aux=True)(stacked["params"], batch, key)
+  np.testing.assert_allclose(loss_scan, loss_loop, rtol=1e-6)
+  # Each gradient within 1e-6 of its tensor's largest entry (the two differ only in summation order).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max()),
+               g_scan, stack_layers(g_loop, 3))
+  for _ in range(2):
+    state, m_loop = loop.train_step(state, batch)
+    stacked, m_scan = scan.train_step(stacked, batch)
+    np.testing.assert_allclose(m_scan["loss"], m_loop["loss"], rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               stack_layers(jax.device_get(state["params"]), 3), jax.device_get(stacked["params"]))
+
+
+def test_scanned_params_have_a_leading_layers_axis_and_the_same_count():
+  cfg = config_lib.load("configs/gpt2.py:124m", {"model.scan_layers": True})
+  abstract = nnx.eval_shape(lambda: model.Transformer(ml_collections.FrozenConfigDict(cfg.model), rngs=nnx.Rngs(0)))
+  assert tree_size(nnx.state(abstract)) == 124_439_808
+  kernel = abstract.blocks.attn.q.kernel
+  assert kernel.shape == (12, 768, 12, 64)
+  assert kernel.get_metadata()["axes"] == ("layers", "embed", "heads", "head_dim")
+
+
+def test_scan_unroll_is_checked():
+  with pytest.raises(config_lib.ConfigError, match=r"config.model.scan_unroll=5 must be in \[1, config.model.num_layers=2\]"):
+    tiny(**{"model.scan_unroll": 5})

@@ -124,6 +124,16 @@ def test_state_shardings_follow_the_rules(worker):
   assert results["meshes"]["fsdp=8"]["shard_shapes"][up] == [8, 128]
 
 
+def test_scanned_blocks_shard_and_train_like_the_loop(worker):
+  results, _ = worker
+  scanned = results["scanned"]  # data=2 x fsdp=2 x tensor=2, from the loop's initial params
+  np.testing.assert_allclose(scanned["losses"], results["meshes"]["1"]["losses"], rtol=1e-5)
+  # the stacked layers axis is replicated; the rest follow the rules as in the loop
+  assert scanned["specs"]["['blocks']['attn']['q']['kernel']"] == str(PartitionSpec(None, "fsdp", "tensor", None))
+  assert scanned["specs"]["['blocks']['mlp']['down']['kernel']"] == str(PartitionSpec(None, "tensor", "fsdp"))
+  assert scanned["specs"]["['blocks']['attn_norm']['scale']"] == str(PartitionSpec(None, None))
+
+
 def test_activations_are_constrained(worker):
   results, _ = worker
   # data=2 x fsdp=2 x tensor=2, batch 16 x length 32: rows over data x fsdp, logits' vocab over tensor
