@@ -47,9 +47,27 @@ def decay_mask(params, decay_embeddings: bool):
   return jax.tree_util.tree_map_with_path(decayed, params)
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def scale_by_step_schedule(lr: optax.Schedule) -> optax.GradientTransformationExtraArgs:
+  """Multiplies updates by -lr(step), with `step` the training step passed to update(..., step=step).
+
+  optax's own schedules count their calls in the optimizer state, and a step whose update was skipped
+  (non-finite loss, checkpoint.skip_nonfinite) keeps the state as it was, so from there on the applied lr
+  would lag the logged one; the training step is the one clock that both read."""
+
+  def update(updates, state, params=None, *, step, **extra_args):
+    del params, extra_args
+    scale = -lr(step)
+    return jax.tree.map(lambda u: jnp.asarray(scale, u.dtype) * u, updates), state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
+  """optax.adamw (with global-norm clipping first when clip_norm > 0) whose lr is read at the step given
+  to update(grads, opt_state, params, step=step)."""
   o = config.optim
-  adamw = optax.adamw(schedule(config), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
-                      mu_dtype=jnp.dtype(o.moments_dtype),
-                      mask=lambda params: decay_mask(params, o.decay_embeddings))
+  adamw = optax.chain(
+      optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps, mu_dtype=jnp.dtype(o.moments_dtype)),
+      optax.add_decayed_weights(o.weight_decay, mask=lambda params: decay_mask(params, o.decay_embeddings)),
+      scale_by_step_schedule(schedule(config)))
   return optax.chain(optax.clip_by_global_norm(o.clip_norm), adamw) if o.clip_norm > 0 else adamw

@@ -82,7 +82,7 @@ class Trainer:
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (stat_shapes, grad_shapes))
       (stats, grads), _ = jax.lax.scan(add, zeros, jnp.arange(accum))
     grads = jax.tree.map(lambda g: g / stats["weight"], grads)
-    updates, opt_state = self.optimizer.update(grads, state["opt_state"], params)
+    updates, opt_state = self.optimizer.update(grads, state["opt_state"], params, step=state["step"])
     new_params = optax.apply_updates(params, updates)
     metrics = {"loss": stats["ce"] / stats["weight"], "grad_norm": optax.tree.norm(grads),
                "lr": self.schedule(state["step"])}

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -71,3 +72,27 @@ def test_z_loss_adds_coefficient_times_squared_log_partition():
   total, stats = objectives.causal_lm(m, batch, None, cfg)
   log_z = jax.nn.logsumexp(m(batch["inputs"]).astype(jnp.float32), axis=-1)
   np.testing.assert_allclose(total - stats["ce"], 1e-2 * (log_z**2).sum(), rtol=1e-5)
+
+
+def test_optimizer_is_optax_adamw_with_the_lr_of_the_step_it_is_given():
+  """Without skipped steps the updates are optax.adamw's, bit for bit; the lr is the schedule's at the
+  step passed in, not at the optimizer's count (which a skipped step does not advance)."""
+  cfg = tiny(**{"optim.schedule": "linear", "optim.warmup_steps": 2, "train.steps": 10, "optim.clip_norm": 0.0})
+  o = cfg.optim
+  params = {"kernel": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "scale": jnp.ones((4,))}
+  grads = [jax.tree.map(lambda p, i=i: jnp.sin(p * (i + 2)), params) for i in range(4)]
+  ours = optim.make_optimizer(cfg)
+  reference = optax.adamw(optim.schedule(cfg), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                          mask=lambda p: optim.decay_mask(p, False))
+  state, ref_state = ours.init(params), reference.init(params)
+  for step, g in enumerate(grads):
+    updates, state = ours.update(g, state, params, step=jnp.int32(step))
+    ref_updates, ref_state = reference.update(g, ref_state, params)
+    jax.tree.map(np.testing.assert_array_equal, updates, ref_updates)
+  # after step 4, a skipped step 5: the first update of a fresh optimizer at step 6 uses lr(6)
+  fresh_ref = optax.adamw(float(optim.schedule(cfg)(6)), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                          mask=lambda p: optim.decay_mask(p, False))
+  updates, _ = ours.update(grads[0], ours.init(params), params, step=jnp.int32(6))
+  expected, _ = fresh_ref.update(grads[0], fresh_ref.init(params), params)
+  jax.tree.map(np.testing.assert_array_equal, updates, expected)
+  assert float(optim.schedule(cfg)(6)) != float(optim.schedule(cfg)(0))
