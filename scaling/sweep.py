@@ -9,8 +9,10 @@ so that its training FLOPs hit its budget). A run is a config spec plus override
 family-size-<hash of both>, names its workdir ROOT/ID (ROOT defaults to runs/<experiment name>).
 
 Idempotent: runs whose summary.json says ok are skipped, and so are runs still queued or running; the
-others are (re)launched with the same command, which resumes from the run's latest checkpoint. Each
-launch ends by writing ROOT/results.csv, one row per run (failed ones marked, never dropped).
+others (failed, interrupted, missing) are (re)launched with the same command, which resumes from the
+run's latest checkpoint. Each launch ends by writing ROOT/results.csv, one row per run (failed and
+interrupted ones marked, never dropped); the sweep exits with 1 when a run failed, else with 75 when a
+run was interrupted (preempted, or its process or job gone, with a checkpoint to resume from).
 
 Launchers
   local  here, --jobs runs at a time, under a live table of the sweep
@@ -54,6 +56,8 @@ SUMMARY_COLUMNS = RESULT_COLUMNS[3:-1]  # copied from summary.json
 TOLERANCE = 0.01  # planned tokens or FLOPs come within 1% of their target
 RUN_FILE = "run.json"  # in each workdir: the run's spec, overrides and training command
 STATE_FILE = "sweep_state.json"  # in each workdir: queued | started | ended (+ exit code), by the launchers
+EXIT_PREEMPTED = 75  # scaling.checkpoint.EXIT_PREEMPTED (not imported here: it loads JAX)
+STATUSES = ("ok", "failed", "interrupted", "running", "pending", "missing")  # what status() returns
 LAUNCH_SH = Path(__file__).resolve().parents[1] / "launch.sh"
 
 
@@ -353,16 +357,39 @@ def alive(state: dict, queue: frozenset[str] | None) -> bool:
   return True
 
 
+def latest_checkpoint(workdir) -> int | None:
+  """The newest step saved in workdir/checkpoints (None without one). Orbax renames a step's directory
+  to its number only once it is complete, so partial saves do not count."""
+  try:
+    steps = [int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit() and p.is_dir()]
+  except FileNotFoundError:
+    return None
+  return max(steps, default=None)
+
+
 def status(workdir, queue: frozenset[str] | None) -> str:
-  """ok | failed (ended without an ok summary, or interrupted: its process or job is gone) | running |
-  pending (queued) | missing (never launched). `queue`: slurm_queue(), for runs on SLURM."""
+  """The run's status, one of STATUSES; the one place that decides it. `queue`: slurm_queue(), for runs on SLURM.
+
+  ok           summary.json says ok
+  interrupted  stopped before its end, and resumes: training was preempted (exit code 75, after saving a
+               checkpoint), or its process or job is gone while its workdir holds a checkpoint
+  failed       any other end: another exit code, gone before its first checkpoint, a summary not ok
+  running      started, its process or job still there
+  pending      queued, its launcher or job still there
+  missing      never launched
+  """
   summary = _read_json(Path(workdir) / "summary.json")
   if summary is not None:
     return "ok" if summary.get("status") == "ok" else "failed"
   state = read_state(workdir)
-  if state.get("state") in ("queued", "started") and not alive(state, queue):
-    return "failed"
-  return {"queued": "pending", "started": "running", "ended": "failed"}.get(state.get("state"), "missing")
+  recorded = state.get("state")
+  if recorded in ("queued", "started"):
+    if alive(state, queue):
+      return "pending" if recorded == "queued" else "running"
+    return "failed" if latest_checkpoint(workdir) is None else "interrupted"
+  if recorded == "ended":
+    return "interrupted" if state.get("exit_code") == EXIT_PREEMPTED else "failed"
+  return "missing"
 
 
 def _slurm_job() -> str | None:
@@ -434,15 +461,19 @@ def _last_train_record(workdir: Path) -> dict:
   return {}
 
 
-def failure_reason(workdir: Path) -> str:
-  """Why a failed run failed, in a line: its summary's status, the signal that ended it, or the last
-  line of its train.log."""
+def stop_reason(workdir: Path) -> str:
+  """Why a failed or interrupted run (as status() says) stopped, in a line: its summary's status, a
+  preemption, its process or job gone, the signal that ended it, or the last line of its train.log."""
   summary, state = _read_json(workdir / "summary.json"), read_state(workdir)
   if summary is not None:
     return f"summary.json says status {summary.get('status')!r}"
+  step = latest_checkpoint(workdir)
+  resumes = "no checkpoint: rerunning starts it over" if step is None else f"resumes from the checkpoint of step {step}"
   if state.get("state") in ("queued", "started"):
-    return f"interrupted ({state['state']}, its process or job is gone); rerunning the sweep resumes it"
+    return f"its process or job is gone ({state['state']}); {resumes}"
   code = state.get("exit_code")
+  if code == EXIT_PREEMPTED:
+    return f"preempted (exit code {code}); {resumes}"
   if code is not None and code < 0:
     return f"killed by signal {-code}"
   last = next((line.strip() for line in reversed(_tail_lines(workdir / "train.log")) if line.strip()), None)
@@ -478,7 +509,8 @@ def write_csv(rows: list[dict], path) -> None:
 # The progress view
 
 
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "running": "yellow", "pending": "cyan", "missing": "dim"}
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "interrupted": "magenta", "running": "yellow", "pending": "cyan",
+                "missing": "dim"}
 
 
 class SweepView:
@@ -498,7 +530,7 @@ class SweepView:
 
     queue = slurm_queue()
     rows = [result_row(run, self.root, queue) for run in self.runs]
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_STYLE}
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     table = Table(title=f"sweep {self.name}: {len(rows)} runs in {self.root}", title_justify="left",
                   caption=", ".join(f"{n} {s}" for s, n in counts.items() if n), caption_justify="left",
                   box=box.SIMPLE_HEAD)
@@ -509,6 +541,8 @@ class SweepView:
       steps = str(run.config.train.steps)
       if row["status"] == "running":
         steps = f"{_last_train_record(self.root / run.id).get('step', 0)}/{steps}"
+      elif row["status"] == "interrupted":  # where it resumes
+        steps = f"{latest_checkpoint(self.root / run.id) or 0}/{steps}"
       table.add_row(run.id, f"{run.flops:.3g}", steps, f"[{STATUS_STYLE[row['status']]}]{row['status']}",
                     *(_number(row.get(k), ".4f") for k in ("train_loss", "eval_loss")),
                     _number(row.get("wall_time_s"), ".0f", "s"))
@@ -639,6 +673,9 @@ def _launch_sh(mode: str, options: Sequence[str], dry_run: bool, command: Sequen
 # The sweep
 
 
+RELAUNCH = ("failed", "interrupted", "missing")  # the statuses a launch (re)launches: interrupted runs resume
+
+
 def default_root(experiment: str) -> Path:
   return Path("runs") / Path(experiment).stem
 
@@ -658,7 +695,7 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
   sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
                 launcher_options)
   queue = slurm_queue()
-  todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in ("failed", "missing")]
+  todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in RELAUNCH]
   if dry_run:
     sweep.view.console.print(sweep.view.table())
   try:
@@ -712,15 +749,47 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("interrupted: rerun the same command to resume", file=sys.stderr)
     return 130
+  return report(rows, args, launcher_options)
+
+
+def resume_command(args, launcher_options: Sequence[str], interrupted: Sequence[str]) -> str:
+  """The sweep's command line that resumes the `interrupted` run ids: this one without --collect or
+  --dry-run, and without an --only that leaves some of them out."""
+  argv = ["python", "-m", "scaling.sweep", "--experiment", args.experiment]
+  if args.launcher != "local":
+    argv += ["--launcher", args.launcher]
+  if args.root:
+    argv += ["--root", args.root]
+  if args.only and all(fnmatch.fnmatchcase(i, f"*{args.only}*") for i in interrupted):
+    argv += ["--only", args.only]
+  if args.jobs != 1:
+    argv += ["--jobs", str(args.jobs)]
+  if args.wait:
+    argv.append("--wait")
+  if launcher_options:
+    argv += ["--", *launcher_options]
+  return shlex.join(argv)
+
+
+def report(rows: list[dict], args, launcher_options: Sequence[str]) -> int:
+  """The sweep's closing lines, on stderr: its failed runs and its interrupted ones, each with why it
+  stopped. Returns the exit code: 1 when a run failed, else 75 when one was interrupted, else 0."""
+  root = Path(args.root) if args.root else default_root(args.experiment)
   failed = [r["run_id"] for r in rows if r["status"] == "failed"]
+  interrupted = [r["run_id"] for r in rows if r["status"] == "interrupted"]
+
+  def show(title: str, ids: list[str]) -> None:
+    print(title, file=sys.stderr)
+    for run_id in ids:
+      print(f"  {run_id}: {stop_reason(root / run_id)}  [{root / run_id / 'train.log'}]", file=sys.stderr)
+
   if failed:
-    root = Path(args.root) if args.root else default_root(args.experiment)
-    print(f"error: {len(failed)} of {len(rows)} runs failed (marked in {root / 'results.csv'}; rerunning the "
-          "sweep retries them):", file=sys.stderr)
-    for run_id in failed:
-      print(f"  {run_id}: {failure_reason(root / run_id)}  [{root / run_id / 'train.log'}]", file=sys.stderr)
-    return 1
-  return 0
+    show(f"error: {len(failed)} of {len(rows)} runs failed (marked in {root / 'results.csv'}; rerunning the sweep "
+         "retries them):", failed)
+  if interrupted:
+    show(f"{len(interrupted)} of {len(rows)} runs interrupted (resume with: "
+         f"{resume_command(args, launcher_options, interrupted)}):", interrupted)
+  return 1 if failed else EXIT_PREEMPTED if interrupted else 0
 
 
 if __name__ == "__main__":  # through the imported module, whose Run class the experiment files build

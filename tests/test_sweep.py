@@ -1,8 +1,10 @@
-"""Sweeps: run ids, grids, IsoFLOP designs within 1% of their budgets, bad input, the local launcher end
-to end (failed runs marked, reruns skip), launch.sh's dry runs (TPU against a golden file) and a SLURM
-job array of 2-process runs on the one-node cluster of scripts/slurm_local.sh."""
+"""Sweeps: run ids, grids, IsoFLOP designs within 1% of their budgets, bad input, run statuses (failed
+and interrupted told apart), the local launcher end to end (failed runs marked, reruns skip, a preempted
+run interrupted then resumed), launch.sh's dry runs (TPU against a golden file) and a SLURM job array of
+2-process runs on the one-node cluster of scripts/slurm_local.sh."""
 
 import csv
+import io
 import json
 import math
 import os
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from rich.console import Console
+
 from configs import lm
-from scaling import flops, sweep
+from scaling import checkpoint, flops, sweep
 
 GOLDEN = Path("tests/golden")
 TINY = {"data.dataset": "synthetic", "data.seq_len": 32, "train.batch_size": 4, "train.steps": 5,
@@ -162,13 +166,71 @@ def test_status_follows_the_launchers_records(tmp_path):
   gone = subprocess.Popen(["true"])
   gone.wait()
   sweep.write_state(workdir, "started", host=socket.gethostname(), pid=gone.pid)
-  assert sweep.status(workdir, none) == "failed" and sweep.failure_reason(workdir).startswith("interrupted")
+  assert sweep.status(workdir, none) == "failed", "gone before its first checkpoint: nothing to resume"
+  assert sweep.stop_reason(workdir) == "its process or job is gone (started); no checkpoint: rerunning starts it over"
+  (workdir / "checkpoints" / "4.orbax-checkpoint-tmp").mkdir(parents=True)  # a save cut short
+  assert sweep.latest_checkpoint(workdir) is None and sweep.status(workdir, none) == "failed"
+  (workdir / "checkpoints" / "3").mkdir()
+  assert sweep.latest_checkpoint(workdir) == 3
+  assert sweep.status(workdir, none) == "interrupted", "gone with a checkpoint: it resumes"
+  assert sweep.stop_reason(workdir) == "its process or job is gone (started); resumes from the checkpoint of step 3"
   sweep.write_state(workdir, "queued", slurm_job="77_3")
-  assert sweep.status(workdir, frozenset({"77_3"})) == "pending" and sweep.status(workdir, none) == "failed"
+  assert sweep.status(workdir, frozenset({"77_3"})) == "pending" and sweep.status(workdir, none) == "interrupted"
+  sweep.write_state(workdir, "ended", exit_code=75)
+  assert sweep.status(workdir, none) == "interrupted"
+  assert sweep.stop_reason(workdir) == "preempted (exit code 75); resumes from the checkpoint of step 3"
   sweep.write_state(workdir, "ended", exit_code=-9)
-  assert sweep.status(workdir, none) == "failed" and sweep.failure_reason(workdir) == "killed by signal 9"
+  assert sweep.status(workdir, none) == "failed", "a checkpoint does not make a crash an interruption"
+  assert sweep.stop_reason(workdir) == "killed by signal 9"
+  sweep.write_state(workdir, "ended", exit_code=1)
+  (workdir / "train.log").write_text("Traceback (most recent call last):\nValueError: boom\n\n")
+  assert sweep.status(workdir, none) == "failed" and sweep.stop_reason(workdir) == "ValueError: boom"
   (workdir / "summary.json").write_text(json.dumps({"status": "ok"}))
   assert sweep.status(workdir, none) == "ok"
+  assert sweep.EXIT_PREEMPTED == checkpoint.EXIT_PREEMPTED
+  assert tuple(sweep.STATUS_STYLE) == sweep.STATUSES and len(set(sweep.STATUS_STYLE.values())) == len(sweep.STATUSES)
+  assert set(sweep.RELAUNCH) == {"failed", "interrupted", "missing"}
+
+
+def test_collect_reports_interrupted_runs_apart_from_failed_ones(tmp_path, capsys):
+  path = write_experiment(tmp_path / "three.py", SEEDS)
+  root = tmp_path / "runs"
+  runs = sweep.load_experiment(path)
+  workdirs = [sweep.prepare(run, root) for run in runs]
+  for workdir, code in zip(workdirs, (75, 1, 0)):
+    sweep.write_state(workdir, "ended", exit_code=code)
+  (workdirs[0] / "checkpoints" / "3").mkdir(parents=True)
+  (workdirs[1] / "train.log").write_text("error: out of memory\n")
+  (workdirs[2] / "summary.json").write_text(json.dumps({"status": "ok", "D": 640}))
+
+  out = io.StringIO()
+  rows = sweep.run_sweep(path, root=root, collect=True, console=Console(file=out, width=200, force_terminal=True,
+                                                                         color_system="standard"))
+  assert [r["status"] for r in rows] == ["interrupted", "failed", "ok"]
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted", "failed", "ok"]
+  table = out.getvalue()
+  assert "\x1b[35minterrupted" in table, "magenta in the live table"
+  assert "1 ok, 1 failed, 1 interrupted" in table and " 3/5 " in table, "an interrupted run shows its checkpoint step"
+
+  argv = ["--experiment", path, "--root", str(root), "--collect"]
+  assert sweep.main(argv) == 1, "a failed run makes it an error"
+  err = capsys.readouterr().err.splitlines()
+  train_log = lambda i: f"[{workdirs[i] / 'train.log'}]"  # noqa: E731
+  assert err == [
+      f"error: 1 of 3 runs failed (marked in {root / 'results.csv'}; rerunning the sweep retries them):",
+      f"  {runs[1].id}: error: out of memory  {train_log(1)}",
+      f"1 of 3 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root}):",
+      f"  {runs[0].id}: preempted (exit code 75); resumes from the checkpoint of step 3  {train_log(0)}"]
+
+  (workdirs[1] / "summary.json").write_text(json.dumps({"status": "ok"}))
+  assert sweep.main([*argv, "--only", runs[0].id[-8:], "--jobs", "2"]) == checkpoint.EXIT_PREEMPTED
+  assert capsys.readouterr().err.splitlines()[0] == (
+      f"1 of 3 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root} "
+      f"--only {runs[0].id[-8:]} --jobs 2):")
+  assert sweep.main([*argv, "--only", runs[1].id[-8:]]) == checkpoint.EXIT_PREEMPTED
+  assert "--only" not in capsys.readouterr().err, "an --only that leaves the interrupted run out is dropped"
+  (workdirs[0] / "summary.json").write_text(json.dumps({"status": "ok"}))
+  assert sweep.main(argv) == 0 and capsys.readouterr().err == ""
 
 
 def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
@@ -187,8 +249,8 @@ def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
   os.killpg(wrapper.pid, signal.SIGINT)  # as the local launcher passes an interrupt on to a run
   assert wrapper.wait(timeout=30) == 75
   assert sweep.read_state(tmp_path)["exit_code"] == 75
-  assert sweep.status(tmp_path, frozenset()) == "failed"
-  assert sweep.failure_reason(tmp_path) == "saved after 1 signal(s)"  # the last line of train.log
+  assert sweep.status(tmp_path, frozenset()) == "interrupted"
+  assert (tmp_path / "train.log").read_text() == "saved after 1 signal(s)\n"
 
 
 def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
@@ -219,6 +281,43 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   assert again.returncode == 1 and "1 of 3 runs failed" in again.stderr
   assert finished == {i: (root / i / "summary.json").stat().st_mtime_ns for i in finished}
   assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok", "ok", "failed"]
+
+
+def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path):
+  """Ctrl-C on a local sweep: training saves and exits 75, the run is interrupted (in results.csv and the
+  closing lines), and launching the sweep again resumes it from its checkpoint to the end."""
+  path = write_experiment(tmp_path / "long.py", '  return sweep.grid("configs/lm.py:10k", overrides={**TINY, '
+                          '"train.steps": 200, "train.log_every": 1})')  # long enough to be running when stopped
+  root = tmp_path / "runs"
+  (run,) = sweep.load_experiment(path)
+  workdir = root / run.id
+  proc = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    metrics, deadline = workdir / "metrics.jsonl", time.time() + 240
+    while not (metrics.exists() and metrics.stat().st_size) and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C, once training has begun
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 130 and "interrupted: rerun the same command to resume" in err, err[-2000:]
+  step = sweep.latest_checkpoint(workdir)
+  assert sweep.read_state(workdir)["exit_code"] == checkpoint.EXIT_PREEMPTED and 1 <= step < 200
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted"]
+
+  collect = run_cli("--experiment", path, "--root", str(root), "--collect")
+  assert collect.returncode == checkpoint.EXIT_PREEMPTED, collect.stderr
+  assert collect.stderr.splitlines() == [
+      f"1 of 1 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root}):",
+      f"  {run.id}: preempted (exit code 75); resumes from the checkpoint of step {step}  [{workdir / 'train.log'}]"]
+
+  resumed = run_cli("--experiment", path, "--root", str(root))
+  assert resumed.returncode == 0, resumed.stderr
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok"]
+  assert f"resumed from the checkpoint of step {step}" in (workdir / "train.log").read_text()
+  assert json.loads((workdir / "summary.json").read_text())["steps"] == 200
 
 
 # --- launch.sh -------------------------------------------------------------------------------------------
