@@ -243,7 +243,8 @@ class Transformer(nnx.Module):
     `segments` are token types (default 0)."""
     m, dtype = self.m, compute_dtype(self.m)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    x = jnp.take(self.embed[...], tokens, axis=0)
+    # The table gathered over its embed (fsdp) axis first: the lookup then splits cleanly over the batch.
+    x = jnp.take(constrain(self.embed[...], ("vocab", None)), tokens, axis=0)
     if m.embed_scale:
       x = x * math.sqrt(m.d_model)
     if m.position == "learned":

@@ -64,12 +64,13 @@ def check_ok(outcomes: dict) -> None:
 def worker(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharding_worker")
   argv = [sys.executable, str(ROOT / "tests" / "sharding_worker.py"), str(out)]
-  check_ok(run_all({"worker": (argv, subprocess_env(8))}, out))
-  return json.loads((out / "results.json").read_text()), dict(np.load(out / "arrays.npz"))
+  outcomes = run_all({"worker": (argv, subprocess_env(8))}, out)
+  check_ok(outcomes)
+  return json.loads((out / "results.json").read_text()), dict(np.load(out / "arrays.npz")), outcomes["worker"][1]
 
 
 def test_losses_and_gradients_equal_on_every_mesh(worker):
-  results, arrays = worker
+  results, arrays, _ = worker
   meshes = results["meshes"]
   assert {name: m["mesh"] for name, m in meshes.items()} == {
       "1": {"data": 1, "fsdp": 1, "tensor": 1}, "data=8": {"data": 8, "fsdp": 1, "tensor": 1},
@@ -104,7 +105,7 @@ EXPECTED = {  # parameter -> (its logical axes ->) its PartitionSpec under the d
 
 
 def test_state_shardings_follow_the_rules(worker):
-  results, _ = worker
+  results, _, _ = worker
   for name, mesh in results["meshes"].items():
     for path, spec in mesh["specs"].items():
       if path.endswith(("['step']", ".count")):  # scalars
@@ -125,7 +126,7 @@ def test_state_shardings_follow_the_rules(worker):
 
 
 def test_scanned_blocks_shard_and_train_like_the_loop(worker):
-  results, _ = worker
+  results, _, _ = worker
   scanned = results["scanned"]  # data=2 x fsdp=2 x tensor=2, from the loop's initial params
   np.testing.assert_allclose(scanned["losses"], results["meshes"]["1"]["losses"], rtol=1e-5)
   # the stacked layers axis is replicated; the rest follow the rules as in the loop
@@ -134,14 +135,20 @@ def test_scanned_blocks_shard_and_train_like_the_loop(worker):
   assert scanned["specs"]["['blocks']['attn_norm']['scale']"] == str(PartitionSpec(None, None))
 
 
+def test_no_involuntary_rematerialisation(worker):
+  """XLA's SPMD partitioner warns when it must replicate an array to reshard it (it did at the embedding
+  lookup with tensor > 1 until the table was gathered over fsdp first)."""
+  assert "Involuntary full rematerialization" not in worker[2]
+
+
 def test_activations_are_constrained(worker):
-  results, _ = worker
+  results, _, _ = worker
   # data=2 x fsdp=2 x tensor=2, batch 16 x length 32: rows over data x fsdp, logits' vocab over tensor
   assert results["meshes"]["data=2,fsdp=2,tensor=2"]["activations"] == {"hidden": [4, 32, 64], "logits": [4, 32, 128]}
 
 
 def test_activation_not_divisible_is_one_line(worker):
-  results, _ = worker  # 16 rows in 4 microbatches of 4 on data=8
+  results, _, _ = worker  # 16 rows in 4 microbatches of 4 on data=8
   assert results["indivisible_activation"] == (
       "activation: dimension 'batch' of size 4 is not divisible by mesh axes data=8 x fsdp=1; "
       "change the model size, the mesh or config.mesh.rules.batch")
