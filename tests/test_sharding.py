@@ -243,12 +243,12 @@ def test_two_processes_match_one(multihost, pair, mesh):
   assert log_lines(outcomes[f"{pair}1"][1]) == ["process 1 of 2"]
   lead = log_lines(outcomes[f"{pair}0"][1])
   assert lead[:2] == ["process 0 of 2", f"mesh {mesh} on 4 cpu device(s) in 2 process(es)"]
-  # float32 parameters (+ Adam's mu and nu, two int32 counts): replicated on data=4, as in the single
+  # float32 parameters (+ Adam's mu and nu, its int32 step count): replicated on data=4, as in the single
   # process; on fsdp=2 halved, but for the replicated norms (lm 50k: 5 norms of d_model 48)
   n = json.loads((root / "single" / "summary.json").read_text())["N"]
-  assert state_bytes(outcomes["single"][1]) == (4 * n, 8 * n + 8)
+  assert state_bytes(outcomes["single"][1]) == (4 * n, 8 * n + 4)
   per_device = n if pair == "explicit" else (n + 5 * 48) // 2
-  assert state_bytes(outcomes[f"{pair}0"][1]) == (4 * per_device, 8 * per_device + 8)
+  assert state_bytes(outcomes[f"{pair}0"][1]) == (4 * per_device, 8 * per_device + 4)
 
 
 def test_processes_must_agree_on_the_config(multihost):
