@@ -1,5 +1,5 @@
 """Checkpoints and fault tolerance (issue #5): bitwise resume, another mesh, SIGTERM, a corrupt latest
-checkpoint, NaN losses, a workdir of another model, parameter export.
+checkpoint, NaN losses, a workdir of another model, parameter export; TensorBoard after a resume.
 
 The reference is one uninterrupted run of checkpoint_worker.STEPS steps; every interrupted run must
 log the same loss at every step (bit for bit on the same mesh). Runs on 8 simulated devices, and the
@@ -21,7 +21,7 @@ import pytest
 
 import checkpoint_worker as worker
 from common import make_trainer, one_batch, tiny
-from scaling import checkpoint, train
+from scaling import checkpoint, metrics, train
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = worker.STEPS
@@ -34,6 +34,15 @@ def losses(workdir) -> dict:
   steps = [r["step"] for r in records if r["split"] == "train"]
   assert steps == sorted(set(steps)), f"steps logged twice or out of order: {steps}"
   return {r["step"]: r["loss"] for r in records if r["split"] == "train"}
+
+
+def tensorboard_scalars(workdir, tag: str = "train/loss") -> list:
+  """[(step, value, wall time)] of `tag` as TensorBoard's event loader reads workdir/tensorboard."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  events = EventAccumulator(str(Path(workdir) / "tensorboard"))
+  events.Reload()
+  return [(e.step, e.value, e.wall_time) for e in events.Scalars(tag)]
 
 
 def steps_saved(workdir) -> list:
@@ -73,9 +82,14 @@ def test_resume_after_sigint_is_bitwise(straight, tmp_path, monkeypatch):
   assert steps_saved(tmp_path) == [3, 5] and not (tmp_path / "summary.json").exists()
   first_wall = json.loads((tmp_path / "checkpoints/5/meta/metadata").read_text())["wall_time_s"]
 
+  resumed_at = time.time()
   summary = train.train(worker.load(), str(tmp_path))
   assert losses(tmp_path) == reference_losses  # every step, bit for bit
   assert summary["eval_loss"] == reference["eval_loss"] and summary["train_loss"] == reference["train_loss"]
+  scalars = tensorboard_scalars(tmp_path)  # steps 1-5 from the first run (5 is not purged), 6-10 from the second
+  assert [s for s, _, _ in scalars] == list(range(1, STEPS + 1))
+  assert [v for _, v, _ in scalars] == pytest.approx([reference_losses[s] for s in range(1, STEPS + 1)], rel=1e-6)
+  assert [t >= resumed_at for _, _, t in scalars] == [s > 5 for s in range(1, STEPS + 1)]
   assert summary["steps"] == STEPS and summary["D"] == STEPS * TOKENS_PER_STEP
   assert summary["wall_time_s"] > first_wall, "wall time accumulates over restarts"
   assert steps_saved(tmp_path) == [9, 10]
@@ -90,6 +104,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
     f.truncate(biggest.stat().st_size // 2)
   (tmp_path / "checkpoints/11.orbax-checkpoint-tmp/state").mkdir(parents=True)  # a save killed midway
 
+  resumed_at = time.time()
   summary = train.train(worker.load(), str(tmp_path))
   assert "checkpoint at step 10" in caplog.text and "unreadable" in caplog.text
   assert "11.orbax-checkpoint-tmp is an incomplete checkpoint" in caplog.text
@@ -97,6 +112,35 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
   assert not (tmp_path / "checkpoints/11.orbax-checkpoint-tmp").exists()
   assert losses(tmp_path) == reference_losses, "steps 10.. repeated from step 9, metrics.jsonl rewound"
   assert summary["eval_loss"] == reference["eval_loss"]
+  # TensorBoard: the straight run's step 10 (train and eval) is purged, the resumed run's shows once
+  scalars = tensorboard_scalars(tmp_path)
+  assert [s for s, _, _ in scalars] == list(range(1, STEPS + 1))
+  assert [v for _, v, _ in scalars] == pytest.approx([reference_losses[s] for s in range(1, STEPS + 1)], rel=1e-6)
+  assert [t >= resumed_at for _, _, t in scalars] == [s == STEPS for s in range(1, STEPS + 1)]
+  evals = tensorboard_scalars(tmp_path, "eval/loss")
+  assert [s for s, _, _ in evals] == [STEPS] and evals[0][2] >= resumed_at
+  assert evals[0][1] == pytest.approx(summary["eval_loss"], rel=1e-6)
+
+
+def test_tensorboard_after_a_resume_shows_each_step_once_with_its_new_value(tmp_path):
+  """A run logged steps 0-9, then resumed from its checkpoint of step 4: TensorBoard drops the first
+  run's steps 5-9 and shows the resumed run's 5-7. Without the resume step, it shows both runs' 5-7."""
+  for resume_step in (None, 4):
+    workdir = tmp_path / str(resume_step)
+    first = metrics.MetricWriter(str(workdir))
+    for step in range(10):
+      first.write(step, "train", {"loss": step})
+    first.close()
+    second = metrics.MetricWriter(str(workdir), resume_step=resume_step)
+    for step in range(5, 8):
+      second.write(step, "train", {"loss": 100 + step})
+    second.close()
+    assert len(list((workdir / "tensorboard").glob("events.out.tfevents.*"))) == 2, "one event file each"
+    shown = [(s, v) for s, v, _ in tensorboard_scalars(workdir)]
+    if resume_step is None:
+      assert [s for s, _ in shown] == [*range(10), 5, 6, 7], "the duplicates the purge step removes"
+    else:
+      assert shown == [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 105), (6, 106), (7, 107)]
 
 
 def test_nonfinite_steps_are_skipped_up_to_the_limit_then_stop_the_run(straight, tmp_path, monkeypatch, capsys):
