@@ -1,15 +1,21 @@
 """Throughput benchmark of the training step that `scaling.train` runs.
 
   python -m scaling.bench --config=configs/gpt2.py:124m-bench [--batch 16] [--steps 20] [--config.x=y ...]
+                           [--json results.jsonl --label NAME]
+  python -m scaling.bench --table results.jsonl
 
 Synthetic tokens, the config's sequence length and dtypes, AdamW: prints ms/step, tokens/s, MFU
 (PaLM's 6N + 12 L H Q T FLOPs per token over the chip's peak) and peak device memory; the median of
-`--steps` timed steps after `--warmup` untimed ones (the first compiles).
+`--steps` timed steps after `--warmup` untimed ones (the first compiles). With --json, also appends
+the figures, the overrides, XLA_FLAGS and the versions as one JSON line (scripts/gpu_levers.sh);
+--table prints such a file as a Markdown table (docs/perf.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -37,7 +43,11 @@ def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
                (jax.process_index() + 1) * batch_size // jax.process_count())
   batch = sharding.global_batch({k: v[rows] for k, v in local.items()}, mesh, trainer.rules)
   state = trainer.init()
-  for _ in range(warmup):
+  start = time.perf_counter()
+  state, out = trainer.train_step(state, batch)  # compiles
+  jax.block_until_ready(out)
+  first_step_s = time.perf_counter() - start
+  for _ in range(warmup - 1):
     state, out = trainer.train_step(state, batch)
   jax.block_until_ready(out)
   times = []
@@ -53,7 +63,7 @@ def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
   memory = (device.memory_stats() or {}).get("peak_bytes_in_use")
   return {"config": f"{config.family}:{config.size}", "device": device.device_kind, "devices": jax.device_count(),
           "batch": batch_size, "seq_len": seq, "N": flops.param_counts(config.model)["total"],
-          "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
+          "first_step_s": first_step_s, "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
           "mfu": metrics.mfu(per_token, tokens_per_s, jax.device_count(), device.device_kind),
           "peak_memory_bytes": memory, "final_loss": float(out["loss"])}
 
@@ -63,21 +73,54 @@ def format_result(r: dict) -> str:
   memory = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**30:.2f} GiB"
   return (f"{r['config']} on {r['devices']} x {r['device']}: batch {r['batch']} x seq {r['seq_len']}, "
           f"N = {r['N']:,}\n  {r['ms_per_step']:.1f} ms/step  {r['tokens_per_s']:,.0f} tokens/s  "
-          f"MFU {mfu}  peak memory {memory}")
+          f"MFU {mfu}  peak memory {memory}  (first step, compiling: {r['first_step_s']:.1f} s)")
+
+
+def markdown_table(records: list[dict]) -> str:
+  """One row per benchmark record: what changed, and the figures."""
+  lines = ["| lever | config | changes | batch x seq | ms/step | tokens/s | MFU | peak memory | first step |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in records:
+    changed = " ".join(f"`{c}`" for c in r["overrides"] + ([f"XLA_FLAGS={r['XLA_FLAGS'].strip()}"]
+                                                           if r["XLA_FLAGS"].strip() else []))
+    mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+    memory = "n/a" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**30:.1f} GiB"
+    lines.append(f"| {r['label'] or '-'} | {r['config']} | {changed or '-'} | {r['batch']} x {r['seq_len']} | "
+                 f"{r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} | {mfu} | {memory} | {r['first_step_s']:.0f} s |")
+  return "\n".join(lines)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n")[1])
-  parser.add_argument("--config", required=True, help="configs/<family>.py:<size>")
+  parser.add_argument("--config", help="configs/<family>.py:<size>")
   parser.add_argument("--batch", type=int, help="global batch in sequences (default: the config's)")
   parser.add_argument("--seq", type=int, help="sequence length (default: the config's)")
   parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
-  parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+  parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles); at least 1")
+  parser.add_argument("--json", help="append the figures as one JSON line to this file")
+  parser.add_argument("--label", default="", help="a name for this run in the --json record (e.g. the lever)")
+  parser.add_argument("--table", help="print the records of this --json file as a Markdown table, and exit")
   args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   extra = {"train.batch_size": args.batch, "data.seq_len": args.seq}
   try:
+    if args.table:
+      if not os.path.exists(args.table):
+        raise UserError(f"--table {args.table}: no such file")
+      with open(args.table) as f:
+        print(markdown_table([json.loads(line) for line in f if line.strip()]))
+      return 0
+    if not args.config:
+      raise UserError("--config is required (configs/<family>.py:<size>)")
     config = config_lib.load(args.config, overrides + [f"--config.{k}={v}" for k, v in extra.items() if v])
-    print(format_result(benchmark(config, args.steps, args.warmup)))
+    if args.warmup < 1 or args.steps < 1:
+      raise UserError(f"--warmup={args.warmup} and --steps={args.steps} must be at least 1")
+    result = benchmark(config, args.steps, args.warmup)
+    print(format_result(result))
+    if args.json:
+      record = {**result, "label": args.label, "overrides": overrides, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+                "jax": jax.__version__, "backend": jax.default_backend()}
+      with open(args.json, "a") as f:
+        f.write(json.dumps(record) + "\n")
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

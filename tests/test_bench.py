@@ -1,5 +1,9 @@
 """The benchmark times scaling.train's own step and reports consistent figures."""
 
+import json
+import os
+import subprocess
+
 import pytest
 
 from scaling import bench, flops
@@ -22,7 +26,41 @@ def test_benchmark_times_the_training_step(monkeypatch):
   assert r["final_loss"] == pytest.approx(10.8, abs=0.3), "ln(50304) = 10.83 on random tokens"
 
 
-def test_cli_prints_figures(capsys):
-  code = bench.main(["--config=configs/lm.py:50k", "--batch=2", "--seq=32", "--steps=2", "--warmup=1"])
+def test_cli_prints_figures_and_appends_json(capsys, tmp_path):
+  argv = ["--config=configs/lm.py:50k", "--batch=2", "--seq=32", "--steps=2", "--warmup=1",
+          f"--json={tmp_path / 'bench.jsonl'}", "--label=scan", "--config.model.scan_layers=true"]
+  assert bench.main(argv) == 0 and bench.main(argv) == 0
   out = capsys.readouterr().out
-  assert code == 0 and "ms/step" in out and "tokens/s" in out and "MFU n/a" in out and "batch 2 x seq 32" in out
+  assert "ms/step" in out and "tokens/s" in out and "MFU n/a" in out and "batch 2 x seq 32" in out
+  records = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+  assert len(records) == 2
+  assert records[0]["overrides"] == ["--config.model.scan_layers=true"] and records[0]["backend"] == "cpu"
+  assert records[0]["batch"] == 2 and records[0]["seq_len"] == 32 and records[0]["first_step_s"] > 0
+  assert bench.main([f"--table={tmp_path / 'bench.jsonl'}"]) == 0
+  table = capsys.readouterr().out.splitlines()
+  assert table[0].startswith("| lever | config | changes | batch x seq | ms/step |") and len(table) == 4
+  ms = f"{records[1]['ms_per_step']:.1f}"
+  assert table[3].startswith(f"| scan | lm:50k | `--config.model.scan_layers=true` | 2 x 32 | {ms} | ")
+
+
+def test_cli_checks_its_arguments(capsys):
+  assert bench.main(["--config=configs/lm.py:50k", "--warmup=0"]) == 2
+  assert capsys.readouterr().err == "error: --warmup=0 and --steps=20 must be at least 1\n"
+  assert bench.main([]) == 2
+  assert capsys.readouterr().err == "error: --config is required (configs/<family>.py:<size>)\n"
+
+
+def test_lever_script_runs_each_lever_in_its_own_process(tmp_path):
+  out = tmp_path / "levers.jsonl"
+  env = {**os.environ, "BENCH_ARGS": "--batch 2 --seq 32 --steps 2 --warmup 1", "XLA_FLAGS": ""}
+  result = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "scan-unroll2",
+                           "no-command-buffer"], env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  records = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [r["label"] for r in records] == ["scan-unroll2", "no-command-buffer"]
+  assert records[0]["overrides"] == ["--config.model.scan_layers=true", "--config.model.scan_unroll=2"]
+  assert records[1]["XLA_FLAGS"].split() == ["--xla_gpu_enable_command_buffer="] and records[1]["overrides"] == []
+  assert "| scan-unroll2 | lm:50k |" in result.stdout  # the table at the end
+  bad = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "fast"],
+                       capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and bad.stderr.startswith("error: unknown lever 'fast'")
