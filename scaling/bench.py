@@ -30,8 +30,9 @@ from scaling.steps import Trainer
 from scaling.train import resolve
 
 
-def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
-  """Time `steps` train steps of `config` on one fixed batch of random tokens; returns the figures."""
+def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> dict:
+  """Time `steps` train steps of `config` on one fixed batch of random tokens; returns the figures.
+  With `profile`, 3 more steps are traced into that directory (TensorBoard's profile plugin, Perfetto)."""
   config, _ = resolve(config)
   mesh = sharding.make_mesh(config.mesh)
   trainer = Trainer(config, mesh)
@@ -56,6 +57,11 @@ def benchmark(config, steps: int = 20, warmup: int = 3) -> dict:
     state, out = trainer.train_step(state, batch)
     jax.block_until_ready(out)
     times.append(time.perf_counter() - start)
+  if profile:
+    with jax.profiler.trace(profile, create_perfetto_trace=True):
+      for _ in range(3):
+        state, out = trainer.train_step(state, batch)
+      jax.block_until_ready(out)
   step_s = statistics.median(times)
   tokens_per_s = batch_size * seq / step_s
   per_token = flops.flops_per_token(config.model, seq)
@@ -99,6 +105,7 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the first compiles); at least 1")
   parser.add_argument("--json", help="append the figures as one JSON line to this file")
   parser.add_argument("--label", default="", help="a name for this run in the --json record (e.g. the lever)")
+  parser.add_argument("--profile", default="", help="also trace 3 steps into this directory (jax.profiler)")
   parser.add_argument("--table", help="print the records of this --json file as a Markdown table, and exit")
   args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   extra = {"train.batch_size": args.batch, "data.seq_len": args.seq}
@@ -114,7 +121,7 @@ def main(argv=None) -> int:
     config = config_lib.load(args.config, overrides + [f"--config.{k}={v}" for k, v in extra.items() if v])
     if args.warmup < 1 or args.steps < 1:
       raise UserError(f"--warmup={args.warmup} and --steps={args.steps} must be at least 1")
-    result = benchmark(config, args.steps, args.warmup)
+    result = benchmark(config, args.steps, args.warmup, args.profile)
     print(format_result(result))
     if args.json:
       record = {**result, "label": args.label, "overrides": overrides, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),

@@ -1,5 +1,6 @@
 """The benchmark times scaling.train's own step and reports consistent figures."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -64,3 +65,13 @@ def test_lever_script_runs_each_lever_in_its_own_process(tmp_path):
   bad = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "fast"],
                        capture_output=True, text=True, timeout=60)
   assert bad.returncode == 2 and bad.stderr.startswith("error: unknown lever 'fast'")
+
+
+def test_profile_traces_three_training_steps(tmp_path):
+  cfg = config_lib.load("configs/lm.py:50k", {"train.batch_size": 2, "data.seq_len": 32})
+  bench.benchmark(cfg, steps=1, warmup=1, profile=str(tmp_path))
+  [trace] = tmp_path.glob("plugins/profile/*/perfetto_trace.json.gz")
+  events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+  steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "PjitFunction(_train_step)")
+  outermost = [s for i, s in enumerate(steps) if not any(a <= s[0] and s[1] <= b for a, b in steps[:i])]
+  assert len(outermost) == 3  # (the Python and the C++ dispatch each record a step, one inside the other)
