@@ -69,7 +69,8 @@ def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> di
   memory = (device.memory_stats() or {}).get("peak_bytes_in_use")
   return {"config": f"{config.family}:{config.size}", "device": device.device_kind, "devices": jax.device_count(),
           "batch": batch_size, "seq_len": seq, "N": flops.param_counts(config.model)["total"],
-          "first_step_s": first_step_s, "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
+          "first_step_s": first_step_s, "ms_per_step": 1e3 * step_s, "tokens_per_s": tokens_per_s,
+          "flops_per_token": per_token,
           "mfu": metrics.mfu(per_token, tokens_per_s, jax.device_count(), device.device_kind),
           "peak_memory_bytes": memory, "final_loss": float(out["loss"])}
 

@@ -231,7 +231,8 @@ class Transformer(nnx.Module):
     self.segment_embed = (param(rngs.params(), (m.num_segments, m.d_model), ("segments", "embed"), m.init_std)
                           if m.num_segments else None)
     self.embed_norm = Norm(m, rngs=rngs) if m.embed_norm else None
-    self.blocks = stacked_blocks(m, rngs) if m.scan_layers else nnx.List([Block(m, rngs=rngs) for _ in range(m.num_layers)])
+    self.blocks = (stacked_blocks(m, rngs) if m.scan_layers else
+                   nnx.List([Block(m, rngs=rngs) for _ in range(m.num_layers)]))
     self.final_norm = Norm(m, rngs=rngs) if m.norm_placement == "pre" else None
     self.head = (None if m.tie_embeddings else
                  Dense((m.d_model,), (vocab,), ("embed",), ("vocab",), False, m.init_std, rngs=rngs))
@@ -277,8 +278,9 @@ class Transformer(nnx.Module):
       params, key = params_and_key
       return nnx.merge(graphdef, params)(x, positions, mask, key), None
 
-    # Inside scan, CSE cannot undo rematerialisation, so prevent_cse's barriers are not needed.
-    body = layer if REMAT[self.m.remat] is None else jax.checkpoint(layer, policy=REMAT[self.m.remat], prevent_cse=False)
+    # scan already keeps XLA from merging the recomputation into the forward pass: no CSE barriers needed
+    policy = REMAT[self.m.remat]
+    body = layer if policy is None else jax.checkpoint(layer, policy=policy, prevent_cse=False)
     return jax.lax.scan(body, x, (state, keys), unroll=self.m.scan_unroll)[0]
 
   def logits(self, h: jax.Array) -> jax.Array:

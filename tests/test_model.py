@@ -234,5 +234,6 @@ def test_scanned_params_have_a_leading_layers_axis_and_the_same_count():
 
 
 def test_scan_unroll_is_checked():
-  with pytest.raises(config_lib.ConfigError, match=r"config.model.scan_unroll=5 must be in \[1, config.model.num_layers=2\]"):
+  message = r"config.model.scan_unroll=5 must be in \[1, config.model.num_layers=2\]"
+  with pytest.raises(config_lib.ConfigError, match=message):
     tiny(**{"model.scan_unroll": 5})
