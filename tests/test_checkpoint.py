@@ -50,9 +50,10 @@ def steps_saved(workdir) -> list:
 
 
 def env(devices: int) -> dict:
+  paths = [str(ROOT), str(ROOT / "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
   return {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SCALING_"))},
           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
-          "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+          "PYTHONPATH": os.pathsep.join(paths)}
 
 
 @pytest.fixture(scope="module")
