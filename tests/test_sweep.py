@@ -98,7 +98,7 @@ def _check_isoflop(runs, budgets, num_sizes, tokens_per_param=20):
 
 def test_cpu_isoflop_design():
   runs = sweep.load_experiment("experiments/cpu_isoflop.py")
-  _check_isoflop(runs, (2e11, 5e11, 1.2e12, 3e12), 4, tokens_per_param=40)
+  _check_isoflop(runs, (5e11, 1.2e12, 3e12, 7.5e12), 4, tokens_per_param=40)
   assert {r.config.data.dataset for r in runs} == {"pystdlib"}
 
 
