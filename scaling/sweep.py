@@ -376,7 +376,7 @@ def status(workdir, queue: frozenset[str] | None) -> str:
   failed       any other end: another exit code, gone before its first checkpoint, a summary not ok
   running      started, its process or job still there
   pending      queued, its launcher or job still there
-  missing      never launched
+  missing      never launched, or queued by a local launcher that is gone before the run started
   """
   summary = _read_json(Path(workdir) / "summary.json")
   if summary is not None:
@@ -386,7 +386,9 @@ def status(workdir, queue: frozenset[str] | None) -> str:
   if recorded in ("queued", "started"):
     if alive(state, queue):
       return "pending" if recorded == "queued" else "running"
-    return "failed" if latest_checkpoint(workdir) is None else "interrupted"
+    if latest_checkpoint(workdir) is not None:
+      return "interrupted"
+    return "missing" if recorded == "queued" and not state.get("slurm_job") else "failed"
   if recorded == "ended":
     return "interrupted" if state.get("exit_code") == EXIT_PREEMPTED else "failed"
   return "missing"

@@ -161,10 +161,12 @@ def test_status_follows_the_launchers_records(tmp_path):
   assert sweep.status(tmp_path / run.id, none) == "missing"
   workdir = sweep.prepare(run, tmp_path)
   assert sweep.status(workdir, none) == "pending"  # queued by this (live) process
-  sweep.write_state(workdir, "started", host=socket.gethostname(), pid=os.getpid())
-  assert sweep.status(workdir, none) == "running"
   gone = subprocess.Popen(["true"])
   gone.wait()
+  sweep.write_state(workdir, "queued", host=socket.gethostname(), pid=gone.pid)
+  assert sweep.status(workdir, none) == "missing", "its launcher stopped before starting it (Ctrl-C on the sweep)"
+  sweep.write_state(workdir, "started", host=socket.gethostname(), pid=os.getpid())
+  assert sweep.status(workdir, none) == "running"
   sweep.write_state(workdir, "started", host=socket.gethostname(), pid=gone.pid)
   assert sweep.status(workdir, none) == "failed", "gone before its first checkpoint: nothing to resume"
   assert sweep.stop_reason(workdir) == "its process or job is gone (started); no checkpoint: rerunning starts it over"
