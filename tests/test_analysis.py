@@ -234,16 +234,18 @@ def test_holdout_predicts_largest_budget(sweep_analysis):
 # --------------------------------------------------------------------------------------------------
 
 
-def isoflop_parabolas(a: float = 0.46, k: float = 0.08, seed: int = 0):
-  """Exact parabolas in ln N around N*(C) = k C^a, sampled off-centre, with noise 0.002."""
+def isoflop_parabolas(a: float = 0.46, k: float = 0.08, seed: int = 0, sizes: int = 7, noise: float = 0.002,
+                      budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20)):
+  """Exact parabolas in ln N around N*(C) = k C^a, `sizes` runs per budget sampled off-centre, plus
+  normal noise."""
   rng = np.random.default_rng(seed)
   N, C, L = [], [], []
-  for budget in [1e18, 3e18, 1e19, 3e19, 1e20, 3e20]:
+  for budget in budgets:
     ln_star = math.log(k * budget**a)
-    offsets = np.linspace(-1.5, 1.5, 7) + rng.uniform(-0.3, 0.3)
+    offsets = np.linspace(-1.5, 1.5, sizes) + rng.uniform(-0.3, 0.3)
     N += list(np.exp(ln_star + offsets))
     C += [budget] * len(offsets)
-    L += list(1.7 + (3e21 / budget) ** 0.15 + 0.04 * offsets**2 + rng.normal(0, 0.002, len(offsets)))
+    L += list(1.7 + (3e21 / budget) ** 0.15 + 0.04 * offsets**2 + rng.normal(0, noise, len(offsets)))
   return np.array(N), np.array(C), np.array(L)
 
 
@@ -260,6 +262,29 @@ def test_approach2_recovers_known_exponents():
   assert a.hi - a.lo < 0.05
   for curve in fit.curves:
     assert curve.D_star == pytest.approx(curve.C / (6 * curve.N_star))
+
+
+def test_approach2_intervals_on_a_sparse_design_cover_the_truth():
+  """4 sizes per budget, as experiments/cpu_isoflop.py: every resample is fitted (resampling runs would
+  leave a third of them with fewer than 3 sizes at some budget), and over 40 noisy data sets the 95%
+  interval of the exponent holds the true one about 95% of the time."""
+  covered = 0
+  for seed in range(40):
+    N, C, L = isoflop_parabolas(a=0.46, sizes=4, noise=0.01, seed=seed, budgets=(1e18, 3e18, 1e19, 3e19))
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", AnalysisWarning)  # no resample dropped, no budget left out
+      fit = fit_approach2(make_runs(L, N=N, C=C), n_boot=200, seed=seed)
+    assert fit.n_law.samples.shape == (200, 2)
+    a = estimate(fit.n_law, lambda law: law.p)
+    covered += a.lo <= 0.46 <= a.hi
+  assert 34 <= covered <= 40, f"the 95% interval held the true exponent in {covered} of 40 data sets"
+
+
+def test_approach2_without_residuals_has_no_intervals():
+  N, C, L = isoflop_parabolas(sizes=3, budgets=(1e18, 3e18, 1e19))  # three points: an exact parabola each
+  with pytest.warns(AnalysisWarning, match="no residuals to resample; no intervals"):
+    fit = fit_approach2(make_runs(L, N=N, C=C), n_boot=50)
+  assert fit.n_law.samples is None and fit.n_law.p == pytest.approx(0.46, abs=0.01)
 
 
 def test_approach2_flags_minimum_outside_sampled_range():

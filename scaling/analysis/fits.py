@@ -213,24 +213,29 @@ def _progress(iterable, total: int, description: str, enabled: bool):
     return iterable
 
 
+def within(strata: np.ndarray) -> Callable[[np.random.Generator], np.ndarray]:
+  """A draw for ``bootstrap``: row indices resampled with replacement within each stratum."""
+  groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+  return lambda rng: np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+
+
 def bootstrap(
   statistic: Callable[[np.ndarray], np.ndarray],
-  strata: np.ndarray,
+  draw: Callable[[np.random.Generator], np.ndarray],
   n_boot: int,
   seed: int,
   description: str = "bootstrap",
   progress: bool = False,
 ) -> np.ndarray:
-  """Resample rows with replacement within each stratum and evaluate ``statistic(indices)``.
+  """Evaluate ``statistic(draw(rng))`` on ``n_boot`` resamples (``within(strata)`` resamples rows).
 
   Resamples on which the statistic raises AnalysisError are dropped with a warning. Returns an
   array (n_ok, k).
   """
   rng = np.random.default_rng(seed)
-  groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
   samples = []
   for _ in _progress(range(n_boot), n_boot, description, progress):
-    idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+    idx = draw(rng)
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
       try:
@@ -486,7 +491,7 @@ def bootstrap_approach3(
   starts = np.vstack([law.params, grid[rng.choice(len(grid), size=n_grid_starts, replace=False)]])
   samples = bootstrap(
     lambda idx: fit_approach3(runs.subset(idx), starts=starts, delta=delta).params,
-    np.zeros(len(runs)),
+    within(np.zeros(len(runs))),
     n_boot,
     seed,
     "approach 3 bootstrap",
@@ -535,6 +540,12 @@ class IsoFLOPCurve:
     return np.polyval(self.coeffs, np.log(N))
 
 
+def parabola(C: float, N: np.ndarray, L: np.ndarray) -> IsoFLOPCurve:
+  """The least-squares parabola in ln N through one budget's runs."""
+  coeffs = tuple(float(c) for c in np.polyfit(np.log(N), L, 2))
+  return IsoFLOPCurve(float(C), coeffs, len(N), float(N.min()), float(N.max()))
+
+
 def fit_isoflop_curves(runs: Runs, report: bool = True) -> list[IsoFLOPCurve]:
   """One parabola in ln N per budget with at least three distinct N. With ``report``, skipped budgets
   and minima that are missing or outside the sampled range are warned about."""
@@ -545,8 +556,7 @@ def fit_isoflop_curves(runs: Runs, report: bool = True) -> list[IsoFLOPCurve]:
     if len(np.unique(N)) < MIN_POINTS_PER_BUDGET:
       too_small.append(f"{C:.3g} ({len(np.unique(N))})")
       continue
-    coeffs = tuple(float(c) for c in np.polyfit(np.log(N), L, 2))
-    curve = IsoFLOPCurve(float(C), coeffs, int(sel.sum()), float(N.min()), float(N.max()))
+    curve = parabola(C, N, L)
     curves.append(curve)
     if report and not curve.convex:
       warn(f"approach 2: the parabola at C = {C:.3g} FLOP opens downwards (no minimum); budget excluded")
@@ -587,21 +597,51 @@ def _isoflop_laws(curves: list[IsoFLOPCurve]) -> tuple[PowerLaw, PowerLaw]:
 
 
 def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> IsoFLOPFit:
-  """Parabola minima per budget and their power laws; the bootstrap resamples runs within budgets."""
+  """Parabola minima per budget and their power laws, with a residual bootstrap (see
+  isoflop_residual_bootstrap)."""
   curves = fit_isoflop_curves(runs)
   n_law, d_law = _isoflop_laws(curves)
   if n_boot:
-    in_budget = np.isfinite(runs.budget)
-    sub = runs.subset(in_budget)
-
-    def statistic(idx):
-      n_boot_law, d_boot_law = _isoflop_laws(fit_isoflop_curves(sub.subset(idx), report=False))
-      return np.concatenate([n_boot_law.params, d_boot_law.params])
-
-    samples = bootstrap(statistic, sub.budget, n_boot, seed, "approach 2 bootstrap", progress)
+    samples = isoflop_residual_bootstrap(runs, curves, n_boot, seed, progress)
     if samples.size:
       n_law, d_law = replace(n_law, samples=samples[:, :2]), replace(d_law, samples=samples[:, 2:])
   return IsoFLOPFit(curves, n_law, d_law)
+
+
+def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: int, seed: int,
+                               progress: bool = False) -> np.ndarray:
+  """Bootstrap samples (k_N, a, k_D, b) of approach 2's power laws: each resample keeps every run's N
+  and adds, to its budget's fitted parabola, residuals drawn with replacement from all budgets' pooled
+  residuals, leverage-adjusted (r / sqrt(1 - h)) and centred. Resampling the runs themselves fails on
+  sparse designs (with 4 runs per budget, a third of a budget's resamples hold fewer than 3 distinct N),
+  and keeping only the resamples that can be fitted would bias the intervals; with N fixed every
+  resample has the design's parabolas. A budget with exactly 3 runs is fitted exactly and adds no
+  residuals."""
+  groups = [np.flatnonzero(runs.budget == c.C) for c in curves]
+  lnN = [np.log(runs.N[g]) for g in groups]
+  fitted = [c(runs.N[g]) for c, g in zip(curves, groups)]
+  pooled = []
+  for x, f, g in zip(lnN, fitted, groups):
+    leverage = np.sum(np.linalg.qr(np.vander(x, 3))[0] ** 2, axis=1)
+    keep = leverage < 1 - 1e-9
+    pooled.append((runs.L[g] - f)[keep] / np.sqrt(1 - leverage[keep]))
+  pooled = np.concatenate(pooled)
+  if pooled.size == 0:
+    warn("approach 2 bootstrap: every budget's parabola passes exactly through its 3 runs, so there are no "
+         "residuals to resample; no intervals (sample 4 or more sizes per budget)")
+    return np.empty((0, 0))
+  pooled = pooled - pooled.mean()
+  sizes = np.cumsum([0] + [len(g) for g in groups])
+
+  def statistic(idx):
+    noise = pooled[idx]
+    resampled = [parabola(c.C, runs.N[g], f + noise[a:b])
+                 for c, g, f, a, b in zip(curves, groups, fitted, sizes[:-1], sizes[1:])]
+    n_law, d_law = _isoflop_laws(resampled)
+    return np.concatenate([n_law.params, d_law.params])
+
+  return bootstrap(statistic, lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed,
+                   "approach 2 bootstrap", progress)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -651,7 +691,7 @@ def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
         params += [fit_power_law(sub_C[e], sub.N[e]).params, fit_power_law(sub_C[e], sub.D[e]).params]
       return np.concatenate(params)
 
-    samples = bootstrap(statistic, np.zeros(len(runs)), n_boot, seed, "approach 1 bootstrap", progress)
+    samples = bootstrap(statistic, within(np.zeros(len(runs))), n_boot, seed, "approach 1 bootstrap", progress)
     if samples.size:
       loss_law = replace(loss_law, samples=samples[:, :3])
       if n_law is not None:

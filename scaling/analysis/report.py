@@ -104,7 +104,7 @@ def _approach2_section(a) -> list[str]:
     "Per budget, a parabola L = c₂ (ln N)² + c₁ ln N + c₀; its vertex N*, D* = C / (6 N*).",
     "",
     *_table(["C [FLOP]", "runs", "N sampled", "N*", "D*", "L*", "used"], rows),
-    "Power laws through the used minima (bootstrap: runs resampled within each budget):",
+    "Power laws through the used minima (bootstrap: pooled parabola residuals resampled, N fixed):",
     "",
     *_table(
       ["law", "coefficient", "exponent"],
