@@ -53,8 +53,8 @@ def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> di
   jax.block_until_ready(out)
   # A step's time is the interval between consecutive steps' completions with the next step already
   # dispatched, as in scaling.train, which never waits for a step before dispatching the next.
-  state, in_flight = trainer.train_step(state, batch)
   times, done = [], time.perf_counter()
+  state, in_flight = trainer.train_step(state, batch)
   for _ in range(steps):
     state, following = trainer.train_step(state, batch)
     jax.block_until_ready(in_flight)

@@ -64,12 +64,16 @@ def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str
   wanted = {"/".join(k): tuple(v.shape) for k, v in ocp.tree.to_flat_dict(target).items()}
   if saved == wanted:
     return
-  fields = [f"model.{k}={v!r} there, {config.model[k]!r} here" for k, v in sorted(saved_config["model"].items())
-            if k in config.model and config.model[k] != v]
-  name = (sorted(set(saved) ^ set(wanted)) or sorted(k for k in saved if saved[k] != wanted[k]))[0]
-  fields.append(f"{name}: {saved.get(name, 'absent')} there, {wanted.get(name, 'absent')} here")
-  raise CheckpointError(f"{where} holds a different model ({'; '.join(fields)}); "
-                        "use a fresh --workdir, or the config it was saved with")
+  differ = sorted(set(saved) ^ set(wanted)) or sorted(k for k in saved if saved[k] != wanted[k])
+  model = any(not k.startswith("opt_state") for k in differ)  # else only the optimizer state's layout
+  section = "model" if model else "optim"
+  fields = [f"{section}.{k}={v!r} there, {config[section][k]!r} here"
+            for k, v in sorted(saved_config[section].items()) if k in config[section] and config[section][k] != v]
+  fields.append(f"{differ[0]}: {saved.get(differ[0], 'absent')} there, {wanted.get(differ[0], 'absent')} here")
+  what = ("a different model" if model else
+          "optimizer state of another layout (another optim config, or an older scaling)")
+  raise CheckpointError(f"{where} holds {what} ({'; '.join(fields)}); "
+                        "use a fresh --workdir, or the config and version it was saved with")
 
 
 class Checkpoints:

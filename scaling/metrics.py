@@ -22,9 +22,10 @@ def mfu(flops_per_token: float, tokens_per_s: float, num_devices: int, device_ki
 class MetricWriter:
   """metrics.jsonl + TensorBoard event files under workdir; a no-op on every process but the first.
 
-  resume_step: the step a resumed run continues from. Its records are kept, but a run that stopped past
-  its last checkpoint logged later steps that the resumed run logs again: metrics.jsonl is rewound by
-  train.rewind_metrics, and this writer's event file starts with a purge marker at resume_step + 1, on
+  start_step: the step the run continues from (0: from scratch). Its records are kept, but a run that
+  stopped past its last checkpoint (or before its first) logged later steps that this run logs again:
+  metrics.jsonl is rewound by train.rewind_metrics, and this writer's event file starts with a purge
+  marker at start_step + 1, on
   which TensorBoard's event loader (EventAccumulator, `tensorboard --load_fast=false`) drops the earlier
   files' events from that step on, so each step shows once, with the resumed run's value (the fast data
   server drops them by itself when a step comes again). Each writer gets an event file of its own: the
@@ -32,7 +33,7 @@ class MetricWriter:
   opened within the same second as another does not replace it.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
+  def __init__(self, workdir: str, enabled: bool = True, start_step: int = 0):
     self.enabled = enabled
     if enabled:
       from tensorboardX import SummaryWriter
@@ -40,7 +41,7 @@ class MetricWriter:
       os.makedirs(workdir, exist_ok=True)
       self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=f".{time.time_ns()}",
-                              purge_step=None if resume_step is None else resume_step + 1)
+                              purge_step=start_step + 1)
 
   def write(self, step: int, split: str, scalars: dict) -> None:
     if not self.enabled:

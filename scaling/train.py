@@ -154,7 +154,7 @@ def train(config, workdir: str) -> dict:
   def wall_time() -> float:  # over all restarts
     return meta["wall_time_s"] + time.time() - start_time
 
-  writer = metrics.MetricWriter(workdir, enabled=lead, resume_step=None if resumed is None else step)
+  writer = metrics.MetricWriter(workdir, enabled=lead, start_step=step)
   progress = metrics.ProgressBar(t.steps, step, enabled=lead and t.progress)
   pending, interval, eval_result = [], [], {}  # step metrics on the device (unchecked), on the host (unlogged)
   interval_start, interval_steps = None, 0

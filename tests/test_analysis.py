@@ -265,9 +265,9 @@ def test_approach2_recovers_known_exponents():
 
 
 def test_approach2_intervals_on_a_sparse_design_cover_the_truth():
-  """4 sizes per budget, as experiments/cpu_isoflop.py: every resample is fitted (resampling runs would
-  leave a third of them with fewer than 3 sizes at some budget), and over 40 noisy data sets the 95%
-  interval of the exponent holds the true one about 95% of the time."""
+  """4 sizes per budget, as experiments/cpu_isoflop.py: every resample is fitted (resampling runs leaves
+  a third of a budget's resamples with fewer than 3 sizes), and over 40 noisy data sets the 95% interval
+  of the exponent holds the true one about 95% of the time."""
   covered = 0
   for seed in range(40):
     N, C, L = isoflop_parabolas(a=0.46, sizes=4, noise=0.01, seed=seed, budgets=(1e18, 3e18, 1e19, 3e19))

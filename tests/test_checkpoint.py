@@ -124,24 +124,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
 
 
 def test_tensorboard_after_a_resume_shows_each_step_once_with_its_new_value(tmp_path):
-  """A run logged steps 0-9, then resumed from its checkpoint of step 4: TensorBoard drops the first
-  run's steps 5-9 and shows the resumed run's 5-7. Without the resume step, it shows both runs' 5-7."""
-  for resume_step in (None, 4):
-    workdir = tmp_path / str(resume_step)
+  """A run logged steps 0-9, then another continued from step 4 (its checkpoint) or from scratch (no
+  readable checkpoint): TensorBoard drops what the first run logged past that step, and shows the
+  second run's 5-7 once."""
+  for start_step, kept in ((4, [(s, s) for s in range(5)]), (0, [(0, 0)])):
+    workdir = tmp_path / str(start_step)
     first = metrics.MetricWriter(str(workdir))
     for step in range(10):
       first.write(step, "train", {"loss": step})
     first.close()
-    second = metrics.MetricWriter(str(workdir), resume_step=resume_step)
+    second = metrics.MetricWriter(str(workdir), start_step=start_step)
     for step in range(5, 8):
       second.write(step, "train", {"loss": 100 + step})
     second.close()
     assert len(list((workdir / "tensorboard").glob("events.out.tfevents.*"))) == 2, "one event file each"
     shown = [(s, v) for s, v, _ in tensorboard_scalars(workdir)]
-    if resume_step is None:
-      assert [s for s, _ in shown] == [*range(10), 5, 6, 7], "the duplicates the purge step removes"
-    else:
-      assert shown == [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 105), (6, 106), (7, 107)]
+    assert shown == kept + [(5, 105), (6, 106), (7, 107)], start_step
 
 
 def test_nonfinite_steps_are_skipped_up_to_the_limit_then_stop_the_run(straight, tmp_path, monkeypatch, capsys):
@@ -188,6 +186,11 @@ def test_workdir_of_another_model_is_one_line(straight, capsys):
   err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
   assert len(err) == 1 and err[0].startswith(f"error: {workdir / 'checkpoints'} (step 10) holds a different model")
   assert "model.d_model=64 there, 32 here" in err[0] and "use a fresh --workdir" in err[0]
+  assert train.main(worker.argv(workdir, **{"optim.clip_norm": 0.0})) == 2  # no clipping: another opt_state
+  err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
+  assert len(err) == 1 and err[0].startswith(
+      f"error: {workdir / 'checkpoints'} (step 10) holds optimizer state of another layout (another optim config, "
+      "or an older scaling) (optim.clip_norm=1.0 there, 0.0 here; opt_state/")
 
 
 def test_exported_parameters_give_the_live_eval_loss(straight, tmp_path):

@@ -127,8 +127,9 @@ def test_state_shardings_follow_the_rules(worker):
 
 def test_scanned_blocks_shard_and_train_like_the_loop(worker):
   results, _, _ = worker
-  scanned = results["scanned"]  # data=2 x fsdp=2 x tensor=2, from the loop's initial params
-  np.testing.assert_allclose(scanned["losses"], results["meshes"]["1"]["losses"], rtol=1e-5)
+  scanned = results["scanned"]  # data=2 x fsdp=2 x tensor=2, 3 layers, from the loop's initial params
+  np.testing.assert_allclose(scanned["losses"], scanned["loop_losses"], rtol=1e-5)
+  assert scanned["max_param_diff"] < 1e-6  # observed: 8e-8 (lr 1e-3 moves params by ~1e-3 a step)
   # the stacked layers axis is replicated; the rest follow the rules as in the loop
   assert scanned["specs"]["['blocks']['attn']['q']['kernel']"] == str(PartitionSpec(None, "fsdp", "tensor", None))
   assert scanned["specs"]["['blocks']['mlp']['down']['kernel']"] == str(PartitionSpec(None, "tensor", "fsdp"))

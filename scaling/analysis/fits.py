@@ -592,8 +592,13 @@ def _isoflop_laws(curves: list[IsoFLOPCurve]) -> tuple[PowerLaw, PowerLaw]:
     raise AnalysisError(
       f"approach 2 needs at least {MIN_BUDGETS} budgets with a minimum inside the sampled range; got {len(used)}"
     )
-  C = [c.C for c in used]
-  return fit_power_law(C, [c.N_star for c in used]), fit_power_law(C, [c.D_star for c in used])
+  return _vertex_laws(used)
+
+
+def _vertex_laws(curves: list[IsoFLOPCurve]) -> tuple[PowerLaw, PowerLaw]:
+  """N* = k C^a and D* = k C^b through the curves' vertices."""
+  C = [c.C for c in curves]
+  return fit_power_law(C, [c.N_star for c in curves]), fit_power_law(C, [c.D_star for c in curves])
 
 
 def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> IsoFLOPFit:
@@ -602,7 +607,7 @@ def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
   curves = fit_isoflop_curves(runs)
   n_law, d_law = _isoflop_laws(curves)
   if n_boot:
-    samples = isoflop_residual_bootstrap(runs, curves, n_boot, seed, progress)
+    samples = isoflop_residual_bootstrap(runs, [c for c in curves if c.in_range], n_boot, seed, progress)
     if samples.size:
       n_law, d_law = replace(n_law, samples=samples[:, :2]), replace(d_law, samples=samples[:, 2:])
   return IsoFLOPFit(curves, n_law, d_law)
@@ -610,13 +615,14 @@ def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
 
 def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: int, seed: int,
                                progress: bool = False) -> np.ndarray:
-  """Bootstrap samples (k_N, a, k_D, b) of approach 2's power laws: each resample keeps every run's N
-  and adds, to its budget's fitted parabola, residuals drawn with replacement from all budgets' pooled
-  residuals, leverage-adjusted (r / sqrt(1 - h)) and centred. Resampling the runs themselves fails on
-  sparse designs (with 4 runs per budget, a third of a budget's resamples hold fewer than 3 distinct N),
-  and keeping only the resamples that can be fitted would bias the intervals; with N fixed every
-  resample has the design's parabolas. A budget with exactly 3 runs is fitted exactly and adds no
-  residuals."""
+  """Bootstrap samples (k_N, a, k_D, b) of the power laws through `curves`' vertices (the fit's used
+  budgets). Each resample keeps every run's N and adds, to its budget's fitted parabola, residuals drawn
+  with replacement from all budgets' pooled residuals, leverage-adjusted (r / sqrt(1 - h)) and centred:
+  this assumes the loss noise is alike at every budget. The resamples keep the same budgets, each
+  vertex taken wherever it falls; only a parabola that opens downwards drops a resample. Resampling the
+  runs themselves fails on sparse designs (with 4 runs per budget, a third of a budget's resamples hold
+  fewer than 3 distinct N), and keeping only the resamples that can be fitted biases the intervals. A
+  budget with exactly 3 runs is fitted exactly and adds no residuals."""
   groups = [np.flatnonzero(runs.budget == c.C) for c in curves]
   lnN = [np.log(runs.N[g]) for g in groups]
   fitted = [c(runs.N[g]) for c, g in zip(curves, groups)]
@@ -637,7 +643,9 @@ def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: i
     noise = pooled[idx]
     resampled = [parabola(c.C, runs.N[g], f + noise[a:b])
                  for c, g, f, a, b in zip(curves, groups, fitted, sizes[:-1], sizes[1:])]
-    n_law, d_law = _isoflop_laws(resampled)
+    if not all(c.convex for c in resampled):
+      raise AnalysisError("a resampled parabola opens downwards")
+    n_law, d_law = _vertex_laws(resampled)
     return np.concatenate([n_law.params, d_law.params])
 
   return bootstrap(statistic, lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed,
