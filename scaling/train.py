@@ -98,8 +98,10 @@ def check_finite(step_metrics: list[dict], first_step: int, skipped: int, config
       log.warning("%s; update skipped (%d of checkpoint.skip_nonfinite=%d)", what, skipped, limit)
       continue
     already = f" ({skipped} skipped already, checkpoint.skip_nonfinite={limit})" if limit else ""
-    raise NonFiniteLoss(f"training diverged at {what}{already}; last checkpoint: {checkpoints.latest()}; "
-                        "rerunning resumes from it: lower optim.lr, or raise checkpoint.skip_nonfinite")
+    latest = checkpoints.latest()
+    rerun = "rerunning starts over" if latest == "none" else "rerunning resumes from it"
+    raise NonFiniteLoss(f"training diverged at {what}{already}; last checkpoint: {latest}; "
+                        f"{rerun}: lower optim.lr, or raise checkpoint.skip_nonfinite")
   return skipped
 
 

@@ -63,3 +63,16 @@ def test_metrics_every_log_step_and_evals(run):
   content = open(events[0], "rb").read()
   for tag in (b"train/loss", b"train/tokens_per_s", b"eval/loss", b"eval/bits_per_byte"):
     assert tag in content
+
+
+def test_divergence_before_any_checkpoint_says_the_rerun_starts_over():
+  class NoCheckpoints:
+    def latest(self):
+      return "none"
+
+  cfg = config_lib.load("configs/lm.py:100k", {"data.dataset": "synthetic"})
+  diverged = [{"loss": 5.0, "grad_norm": 1.0}, {"loss": float("nan"), "grad_norm": 1.0}]
+  with pytest.raises(train.NonFiniteLoss) as e:
+    train.check_finite(diverged, 1, 0, cfg, NoCheckpoints())
+  assert str(e.value) == ("training diverged at step 2: loss nan, gradient norm 1.0; last checkpoint: none; "
+                          "rerunning starts over: lower optim.lr, or raise checkpoint.skip_nonfinite")
