@@ -1,9 +1,13 @@
 """FLOPs per token, chip peaks and MFU against hand counts and the issue's published H100 figures."""
 
+import jax
+import numpy as np
 import pytest
+from common import make_trainer
 
 from scaling import config as config_lib
 from scaling import flops, metrics
+from scaling.train import resolve
 
 
 def test_palm_count_for_gpt2_124m_by_hand():
@@ -47,3 +51,41 @@ def test_mfu_reproduces_nanogpt_h100_figures(size, tokens_per_s, published_mfu):
                                        ("TPU v6 lite", 918e12), ("cpu", None)])
 def test_peak_flops_table(kind, peak):
   assert flops.peak_flops(kind) == peak
+
+
+def compiled_step_flops(cfg) -> float:
+  """FLOPs XLA counts in the compiled train step of `cfg` (loops unrolled: XLA counts a scan body once)."""
+  trainer = make_trainer(cfg)
+  shape = (cfg.train.batch_size, cfg.data.seq_len)
+  batch = {name: jax.ShapeDtypeStruct(shape, dtype, sharding=trainer.batch_sharding)
+           for name, dtype in (("inputs", np.int32), ("targets", np.int32), ("weights", np.float32))}
+  cost = trainer.train_step.lower(trainer.abstract_state(), batch).compile().cost_analysis()
+  return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+SMALL = {"train.batch_size": 2, "data.seq_len": 256, "model.attention": "xla"}
+
+
+@pytest.mark.parametrize("name,overrides", [("configs/gpt2.py:124m-bench", {"model.num_layers": 2}),
+                                            ("configs/lm.py:10m", {})])
+def test_palm_count_matches_what_xla_computes(name, overrides):
+  """The MFU numerator against XLA's own count of the compiled step (forward, backward, AdamW): the
+  formula counts the matmuls, XLA also the elementwise work (norms, activations, softmax, the update)."""
+  cfg, _ = resolve(config_lib.load(name, {**SMALL, **overrides}))
+  tokens = cfg.train.batch_size * cfg.data.seq_len
+  ratio = compiled_step_flops(cfg) / (flops.flops_per_token(cfg.model, cfg.data.seq_len) * tokens)
+  assert 1.0 < ratio < 1.02
+
+
+def test_remat_policies_recompute_what_they_say():
+  """`full` recomputes each block's forward in the backward pass, at least the matmuls whose outputs the
+  backward needs (q, k, v and the MLP's up projection: 7 of a GPT-2 block's 12 d^2); `dots` keeps the
+  matmul outputs and recomputes only elementwise work."""
+  counts = {remat: compiled_step_flops(config_lib.load("configs/gpt2.py:124m-bench",
+                                                       {**SMALL, "model.num_layers": 2, "model.remat": remat}))
+            for remat in ("none", "full", "dots")}
+  tokens, d, layers = 2 * 256, 768, 2
+  forward_inputs_of_backward = 2 * layers * 7 * d * d * tokens
+  assert counts["full"] - counts["none"] > forward_inputs_of_backward
+  assert counts["full"] - counts["none"] < 1.5 * forward_inputs_of_backward
+  assert 0 <= counts["dots"] - counts["none"] < 0.01 * counts["none"]
