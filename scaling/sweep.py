@@ -65,6 +65,14 @@ class SweepError(UserError):
   """A mistake in an experiment or in the sweep's command line."""
 
 
+class RemoteSweepStopped(Exception):
+  """The sweep on the TPU workers ended with failed runs (`code` 1) or interrupted ones (75)."""
+
+  def __init__(self, code: int):
+    super().__init__(code)
+    self.code = code
+
+
 # ---------------------------------------------------------------------------------------------------
 # Runs and their ids
 
@@ -331,10 +339,12 @@ def read_state(workdir) -> dict:
   return _read_json(Path(workdir) / STATE_FILE) or {}
 
 
-def slurm_queue() -> frozenset[str] | None:
+def slurm_queue(workdirs: Sequence[Path] | None = None) -> frozenset[str] | None:
   """The jobs SLURM lists now, array tasks one by one ('123', '124_0', ...); empty where there is no
-  squeue, None when it fails (then nothing counts as gone)."""
-  if shutil.which("squeue") is None:
+  squeue, None when it fails (then nothing counts as gone). Given `workdirs`, SLURM is asked only when
+  one of them was queued on it (squeue can take seconds to fail where no controller answers)."""
+  if shutil.which("squeue") is None or (workdirs is not None and
+                                        not any(read_state(w).get("slurm_job") for w in workdirs)):
     return frozenset()
   listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
   return frozenset(listed.stdout.split()) if listed.returncode == 0 else None
@@ -530,7 +540,7 @@ class SweepView:
     from rich import box
     from rich.table import Table
 
-    queue = slurm_queue()
+    queue = slurm_queue([self.root / run.id for run in self.runs])
     rows = [result_row(run, self.root, queue) for run in self.runs]
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     table = Table(title=f"sweep {self.name}: {len(rows)} runs in {self.root}", title_justify="left",
@@ -562,7 +572,7 @@ class SweepView:
     if self.live is not None:
       self.live.update(self.table(), refresh=True)
       return
-    queue = slurm_queue()
+    queue = slurm_queue([self.root / run.id for run in self.runs])
     for run in self.runs:
       now = status(self.root / run.id, queue)
       if self.seen.setdefault(run.id, now) != now:
@@ -656,16 +666,20 @@ def launch_tpu(sweep: Sweep, todo: list[Run]) -> None:
   del todo  # the workers expand the experiment themselves
   remote = ["python3", "-m", "scaling.sweep", "--experiment", sweep.experiment, "--root", str(sweep.root),
             *(["--only", sweep.only] if sweep.only else []), *(["--jobs", str(sweep.jobs)] if sweep.jobs != 1 else [])]
-  _launch_sh("tpu", sweep.launcher_options, sweep.dry_run, remote)
+  _launch_sh("tpu", sweep.launcher_options, sweep.dry_run, remote, passed_on=(1, EXIT_PREEMPTED))
 
 
 LAUNCH = {"local": launch_local, "slurm": launch_slurm, "tpu": launch_tpu}
 
 
-def _launch_sh(mode: str, options: Sequence[str], dry_run: bool, command: Sequence[str]) -> str:
-  """Run launch.sh MODE OPTIONS [--dry-run] -- COMMAND; returns its standard output (shown on a dry run)."""
+def _launch_sh(mode: str, options: Sequence[str], dry_run: bool, command: Sequence[str],
+               passed_on: Sequence[int] = ()) -> str:
+  """Run launch.sh MODE OPTIONS [--dry-run] -- COMMAND; returns its standard output (shown on a dry run).
+  An exit code in `passed_on` is the remote sweep's own (RemoteSweepStopped); any other is an error."""
   argv = [str(LAUNCH_SH), mode, *options, *(["--dry-run"] if dry_run else []), "--", *command]
   result = subprocess.run(argv, stdout=None if dry_run else subprocess.PIPE, text=True)
+  if result.returncode in passed_on:
+    raise RemoteSweepStopped(result.returncode)
   if result.returncode != 0:
     raise SweepError(f"launch.sh {mode} failed with exit code {result.returncode} (its message is above)")
   return result.stdout or ""
@@ -696,7 +710,8 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
   root = Path(root) if root else default_root(experiment)
   sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
                 launcher_options)
-  queue = slurm_queue()
+  workdirs = [root / r.id for r in runs]
+  queue = slurm_queue(workdirs)
   todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in RELAUNCH]
   if dry_run:
     sweep.view.console.print(sweep.view.table())
@@ -704,7 +719,7 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
     if todo:
       LAUNCH[launcher](sweep, todo)
   finally:  # interrupted too: the CSV and the table show where the sweep stands
-    queue = slurm_queue()
+    queue = slurm_queue(workdirs)
     rows = [result_row(run, root, queue) for run in runs]
     if not dry_run and launcher != "tpu":  # a TPU sweep writes its CSV on the workers
       write_csv(rows, root / "results.csv")
@@ -751,6 +766,11 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("interrupted: rerun the same command to resume", file=sys.stderr)
     return 130
+  except RemoteSweepStopped as stop:
+    print("error: runs failed on the TPU workers (listed in their output above); rerunning this command retries "
+          "them" if stop.code == 1 else "runs were interrupted on the TPU workers (listed in their output above); "
+          "rerun this command to resume them", file=sys.stderr)
+    return stop.code
   return report(rows, args, launcher_options)
 
 

@@ -333,6 +333,32 @@ def test_tpu_dry_run_matches_golden():
   assert result.stdout == (GOLDEN / "launch_tpu_dry_run.txt").read_text()
 
 
+@pytest.mark.parametrize("remote_exit,expected", [(0, 0), (1, 1), (75, 75), (255, 2)])
+def test_tpu_sweep_passes_on_how_the_workers_sweep_ended(tmp_path, remote_exit, expected):
+  """With a stand-in gcloud: the workers' sweep exit code (1 failed runs, 75 interrupted) is the local
+  sweep's, and any other failure of launch.sh is an error naming it."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "gcloud").write_text('#!/bin/bash\necho "gcloud $*" >> "$GCLOUD_LOG"\n'
+                                  '[[ "$*" == *scaling.sweep* ]] && exit "$REMOTE_EXIT"\nexit 0\n')
+  (bin_dir / "gcloud").chmod(0o755)
+  path = write_experiment(tmp_path / "three.py", SEEDS)
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path),
+         "GCLOUD_LOG": str(tmp_path / "gcloud.log"), "REMOTE_EXIT": str(remote_exit)}
+  result = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(tmp_path / "r"),
+                           "--launcher", "tpu", "--", "--tpu", "pod", "--zone", "z"],
+                          capture_output=True, text=True, env=env, timeout=120)
+  assert result.returncode == expected, result.stderr
+  calls = (tmp_path / "gcloud.log").read_text().splitlines()
+  assert [c.split()[4] for c in calls] == ["scp", "ssh", "ssh"] and "scaling.sweep" in calls[-1]
+  if expected == 1:
+    assert result.stderr.splitlines()[-1].startswith("error: runs failed on the TPU workers")
+  elif expected == 75:
+    assert result.stderr.splitlines()[-1].startswith("runs were interrupted on the TPU workers")
+  elif expected == 2:
+    assert result.stderr.splitlines()[-1] == "error: launch.sh tpu failed with exit code 255 (its message is above)"
+
+
 def test_sweep_tpu_and_slurm_dry_runs(tmp_path):
   path = write_experiment(tmp_path / "three.py", SEEDS)
   root = tmp_path / "runs"
