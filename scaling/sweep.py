@@ -767,9 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     print("interrupted: rerun the same command to resume", file=sys.stderr)
     return 130
   except RemoteSweepStopped as stop:
-    print("error: runs failed on the TPU workers (listed in their output above); rerunning this command retries "
-          "them" if stop.code == 1 else "runs were interrupted on the TPU workers (listed in their output above); "
-          "rerun this command to resume them", file=sys.stderr)
+    print("error: launch.sh tpu exited with 1: runs failed on the TPU workers (listed in their output above; "
+          "rerunning this command retries them), or gcloud did" if stop.code == 1 else "runs were interrupted on the "
+          "TPU workers (listed in their output above); rerun this command to resume them", file=sys.stderr)
     return stop.code
   return report(rows, args, launcher_options)
 

@@ -352,7 +352,7 @@ def test_tpu_sweep_passes_on_how_the_workers_sweep_ended(tmp_path, remote_exit, 
   calls = (tmp_path / "gcloud.log").read_text().splitlines()
   assert [c.split()[4] for c in calls] == ["scp", "ssh", "ssh"] and "scaling.sweep" in calls[-1]
   if expected == 1:
-    assert result.stderr.splitlines()[-1].startswith("error: runs failed on the TPU workers")
+    assert result.stderr.splitlines()[-1].startswith("error: launch.sh tpu exited with 1: runs failed on the TPU workers")
   elif expected == 75:
     assert result.stderr.splitlines()[-1].startswith("runs were interrupted on the TPU workers")
   elif expected == 2:
