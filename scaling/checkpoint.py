@@ -21,6 +21,8 @@ writes the parameters alone (DIR/params, orbax) and the resolved config (DIR/con
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +53,44 @@ class Preempted(Exception):
 def _handlers() -> dict:
   return {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
           "meta": ocp.JsonCheckpointHandler()}
+
+
+@contextlib.contextmanager
+def _reads_settle():
+  """Within this context, a failed restore leaves no reads behind. Orbax runs a restore on an event loop
+  of its own (asyncio_utils.run_sync), reading every array at once (asyncio.gather), and closes that loop
+  as soon as the restore returns or raises, its pending tasks with it. When an array does not read back
+  (a corrupt checkpoint), gather raises at once, and the other arrays' reads, still in flight, are left
+  on the closed loop: whenever the garbage collector finds them, Python reports each ("coroutine
+  '_read_array_index_and_device_put' was never awaited", "Exception ignored in ...", "Event loop is
+  closed") on stderr. Here the loops made settle their tasks before closing, as asyncio.run's do, but by
+  letting the abandoned step's reads finish (or fail): no more than its restore would have read."""
+  policy = asyncio.get_event_loop_policy()  # asyncio.new_event_loop() asks it for each loop
+  own = vars(policy).get("new_event_loop")  # an instance attribute to put back, if any
+  make = policy.new_event_loop
+
+  def new_event_loop():
+    loop = make()
+    close = loop.close
+
+    def settle_then_close():
+      interrupted = isinstance(sys.exc_info()[1], (KeyboardInterrupt, SystemExit))  # then stop at once
+      pending = () if interrupted or loop.is_closed() or loop.is_running() else asyncio.all_tasks(loop)
+      if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+      close()
+
+    loop.close = settle_then_close
+    return loop
+
+  policy.new_event_loop = new_event_loop
+  try:
+    yield
+  finally:
+    if own is None:
+      del policy.new_event_loop
+    else:
+      policy.new_event_loop = own
 
 
 def _first_line(error: Exception) -> str:
@@ -121,7 +161,8 @@ class Checkpoints:
     failed = []
     for step in reversed(self.manager.all_steps() if steps is None else steps):
       try:
-        return (step, read(step)), failed
+        with _reads_settle():
+          return (step, read(step)), failed
       except CheckpointError:
         raise
       except Exception as e:  # orbax and tensorstore raise many kinds on truncated or corrupt files
