@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from scaling.config import ConfigError
 from scaling.sharding import constrain
 
 POSITIONS = ("rope", "learned", "sinusoidal", "none")
@@ -48,11 +49,17 @@ def compute_dtype(m):
 
 
 def attention_impl(m, dtype) -> str:
-  """cuDNN flash attention on GPU for half-precision inputs, XLA's attention otherwise."""
+  """cuDNN flash attention on GPU for half-precision inputs, XLA's attention otherwise; an explicit
+  `cudnn` where cuDNN can't run it is a ConfigError."""
+  backend, half = jax.default_backend(), jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+  cudnn_fits = backend == "gpu" and half and head_dim(m) <= 128
+  if m.attention == "cudnn" and not cudnn_fits:
+    raise ConfigError(
+        f"config.model.attention='cudnn' needs a GPU with cuDNN, a bfloat16 or float16 model.dtype and head_dim "
+        f"<= 128 (here: backend {backend}, dtype {jnp.dtype(dtype).name}, head_dim {head_dim(m)}); use auto or xla")
   if m.attention != "auto":
     return m.attention
-  half = dtype in (jnp.bfloat16, jnp.float16)
-  return "cudnn" if jax.default_backend() == "gpu" and half and head_dim(m) <= 128 else "xla"
+  return "cudnn" if cudnn_fits else "xla"
 
 
 def param(key, shape, axes, std: float | None) -> nnx.Param:

@@ -2,6 +2,8 @@
 
 import itertools
 import math
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -237,3 +239,40 @@ def test_scan_unroll_is_checked():
   message = r"config.model.scan_unroll=5 must be in \[1, config.model.num_layers=2\]"
   with pytest.raises(config_lib.ConfigError, match=message):
     tiny(**{"model.scan_unroll": 5})
+
+
+CUDNN_NEEDS = (r"config.model.attention='cudnn' needs a GPU with cuDNN, a bfloat16 or float16 model.dtype and "
+               r"head_dim <= 128 \(here: backend {}, dtype {}, head_dim {}\); use auto or xla")
+
+
+def test_attention_impl_picks_cudnn_only_where_it_runs(monkeypatch):
+  m = tiny().model  # head_dim 8
+  assert model.attention_impl(m, jnp.float32) == "xla"
+  with pytest.raises(config_lib.ConfigError, match=CUDNN_NEEDS.format(jax.default_backend(), "bfloat16", 8)):
+    model.attention_impl(tiny(**{"model.attention": "cudnn"}).model, jnp.bfloat16)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert model.attention_impl(m, jnp.bfloat16) == "cudnn"
+  assert model.attention_impl(m, jnp.float32) == "xla"
+  assert model.attention_impl(tiny(**{"model.attention": "xla"}).model, jnp.bfloat16) == "xla"
+  cudnn = tiny(**{"model.attention": "cudnn"}).model
+  assert model.attention_impl(cudnn, jnp.float16) == "cudnn"
+  with pytest.raises(config_lib.ConfigError, match=CUDNN_NEEDS.format("gpu", "float32", 8)):
+    model.attention_impl(cudnn, jnp.float32)
+  wide = tiny(**{"model.attention": "cudnn", "model.head_dim": 256}).model
+  with pytest.raises(config_lib.ConfigError, match=CUDNN_NEEDS.format("gpu", "bfloat16", 256)):
+    model.attention_impl(wide, jnp.bfloat16)
+  assert model.attention_impl(tiny(**{"model.head_dim": 256}).model, jnp.bfloat16) == "xla"
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="cuDNN may run here")
+def test_train_cli_explicit_cudnn_off_gpu_is_one_line(tmp_path):
+  """Raised while the step is traced, the ConfigError still reaches the CLI: one line, exit 2."""
+  argv = [sys.executable, "-m", "scaling.train", "--config=configs/lm.py:50k", f"--workdir={tmp_path / 'w'}",
+          "--config.train.steps=2", "--config.optim.warmup_steps=0", "--config.model.attention=cudnn"]
+  proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  assert "Traceback" not in proc.stderr and "cuDNN is not detected" not in proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [f"error: config.model.attention='cudnn' needs a GPU with cuDNN, a bfloat16 or float16 "
+                    f"model.dtype and head_dim <= 128 (here: backend {jax.default_backend()}, dtype float32, "
+                    f"head_dim 16); use auto or xla"]
