@@ -111,8 +111,42 @@ def test_tokenizer_cli_writes_a_model(files_config, text_files, tmp_path):
   tokenizer.main(["train", "--dataset", "files", "--files", text_files["glob"], "--data-dir",
                   files_config().data.data_dir, "--vocab-size", "320", "--out", str(out)])
   assert data.get_tokenizer(make_config(tokenizer=str(out)).data).vocab_size == 320
-  with pytest.raises(DataError, match="--vocab-size=270 failed: Vocabulary size is smaller than required_chars"):
-    train_sentencepiece(files_config().data, vocab_size=270, out=str(tmp_path / "small.model"))
+
+
+def test_tokenizer_cli_errors_are_one_line_in_its_own_terms(files_config, text_files, tmp_path, capsys):
+  """--out is checked before training; SentencePiece's advice (--character_coverage) becomes ours."""
+  from scaling.data import tokenizer
+
+  def run(*args, out=str(tmp_path / "tok.model")):
+    code = tokenizer.main(["train", "--dataset", "files", "--files", text_files["glob"], "--data-dir",
+                           files_config().data.data_dir, *args, "--out", out])
+    return code, capsys.readouterr().err.strip()
+
+  missing = tmp_path / "nonexistent" / "dir"
+  assert run("--vocab-size", "400", out=str(missing / "tok.model")) == (
+      2, f"error: --out {missing / 'tok.model'}: no such directory {missing}")
+  assert run("--vocab-size", "400", out=str(tmp_path)) == (
+      2, f"error: --out {tmp_path} is a directory; give the path of the .model file to write, e.g. "
+         f"{tmp_path / 'tok.model'}")
+  assert run("--vocab-size", "10") == (
+      2, "error: --vocab-size=10 is too small: a model needs 262 pieces (the 256 bytes and 6 special pieces) plus"
+         " one per character of the text; pass a larger --vocab-size")
+  assert run("--vocab-size", "270") == (  # 262 + the text's characters
+      2, "error: --vocab-size=270 is too small for this text: it needs 293 pieces at least (the 256 bytes, 6 special"
+         " pieces and the text's characters); pass --vocab-size 293 or more")
+  assert run("--vocab-size", "100000") == (
+      2, "error: --vocab-size=100000 is more pieces than this text yields (382 at most); pass --vocab-size 382 or"
+         " less, or train on more text (--max-chars, a larger dataset)")
+  assert not list(tmp_path.iterdir())
+  assert run("--vocab-size", "293") == (0, "") and (tmp_path / "tok.model").is_file()
+
+
+def test_tokenizer_cli_exits_2_before_training():
+  argv = [sys.executable, "-m", "scaling.data.tokenizer", "train", "--vocab-size", "400", "--max-chars", "200000",
+          "--out", "/nonexistent/dir/tok.model"]
+  proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+  assert (proc.returncode, proc.stderr.strip()) == (2, "error: --out /nonexistent/dir/tok.model: no such directory"
+                                                       " /nonexistent/dir")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,8 +23,10 @@ import numpy as np
 import sentencepiece as spm
 
 from scaling.data.errors import DataError
+from scaling.errors import UserError
 
 SPECIAL_PIECES = ("[MASK]", "[CLS]", "[SEP]")  # user-defined pieces of our SentencePiece models
+MIN_PIECES = 256 + 3 + len(SPECIAL_PIECES)  # byte fallback's 256, pad/unk/eos and the user-defined pieces
 
 
 class ByteTokenizer:
@@ -117,6 +120,29 @@ def _sentences(documents: Iterable[bytes], max_chars: int, max_bytes: int) -> It
       return
 
 
+def _check_out(out: str) -> None:
+  """Raise DataError unless a model file can be written at `out` (checked before training, not after)."""
+  parent = os.path.dirname(os.path.abspath(out))
+  if os.path.isdir(out):
+    example = os.path.join(out, "tok.model")
+    raise DataError(f"--out {out} is a directory; give the path of the .model file to write, e.g. {example}")
+  if not os.path.isdir(parent):
+    raise DataError(f"--out {out}: no such directory {parent}")
+  if not os.access(parent, os.W_OK):
+    raise DataError(f"--out {out}: directory {parent} is not writable")
+
+
+def _training_error(message: str, vocab_size: int) -> str:
+  """SentencePiece's message, in terms of our CLI's options (it names options that we don't have)."""
+  if m := re.match(r"Vocabulary size is smaller than required_chars\. \d+ vs (\d+)", message):
+    return (f"--vocab-size={vocab_size} is too small for this text: it needs {m[1]} pieces at least (the 256"
+            f" bytes, {MIN_PIECES - 256} special pieces and the text's characters); pass --vocab-size {m[1]} or more")
+  if m := re.match(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", message):
+    return (f"--vocab-size={vocab_size} is more pieces than this text yields ({m[1]} at most); pass --vocab-size"
+            f" {m[1]} or less, or train on more text (--max-chars, a larger dataset)")
+  return f"SentencePiece training with --vocab-size={vocab_size} failed: {message}"
+
+
 def train_sentencepiece(data_config, vocab_size: int, out: str, model_type: str = "bpe",
                         max_chars: int = 50_000_000) -> SentencePieceTokenizer:
   """Train a SentencePiece model on the train split of config.data's dataset; write it to `out`.
@@ -127,6 +153,11 @@ def train_sentencepiece(data_config, vocab_size: int, out: str, model_type: str 
   """
   from scaling.data import sources  # the TFDS side; imported here so tokenizers stay light
 
+  _check_out(out)
+  if vocab_size < MIN_PIECES:
+    raise DataError(f"--vocab-size={vocab_size} is too small: a model needs {MIN_PIECES} pieces (the 256 bytes"
+                    f" and {MIN_PIECES - 256} special pieces) plus one per character of the text;"
+                    " pass a larger --vocab-size")
   documents = sources.documents(data_config, "train")
   max_bytes = 4096
   model = io.BytesIO()
@@ -138,15 +169,14 @@ def train_sentencepiece(data_config, vocab_size: int, out: str, model_type: str 
         split_digits=True, byte_fallback=True, character_coverage=0.9995, max_sentence_length=max_bytes,
         pad_id=0, unk_id=1, eos_id=2, bos_id=-1, user_defined_symbols=list(SPECIAL_PIECES),
         num_threads=os.cpu_count() or 1, minloglevel=2)
-  except RuntimeError as e:  # e.g. fewer pieces than the 256 bytes + specials + the text's characters
-    raise DataError(f"SentencePiece training with --vocab-size={vocab_size} failed:"
-                    f" {str(e).rsplit('] ', 1)[-1]}") from None
+  except RuntimeError as e:
+    raise DataError(_training_error(str(e).rsplit("] ", 1)[-1], vocab_size)) from None
   with open(out, "wb") as f:
     f.write(model.getvalue())
   return SentencePieceTokenizer(out)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m scaling.data.tokenizer",
                                    description="Train a SentencePiece tokenizer on a dataset's train split.")
   commands = parser.add_subparsers(dest="command", required=True)
@@ -168,11 +198,13 @@ def main(argv: list[str] | None = None) -> None:
   start = time.time()
   try:
     tokenizer = train_sentencepiece(config, args.vocab_size, args.out, args.model_type, args.max_chars)
-  except DataError as e:
-    sys.exit(f"error: {e}")
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   print(f"wrote {args.out}: {tokenizer.vocab_size} pieces ({args.model_type}) trained on {args.dataset}"
         f" in {time.time() - start:.0f}s; use it with --config.data.tokenizer={args.out}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
