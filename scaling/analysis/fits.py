@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import least_squares, minimize
 
+from scaling.errors import UserError
+
 HUBER_DELTA = 1e-3
 # L-BFGS-B's default ftol is absolute for objectives below 1 (it divides by max(|f|, 1)), so with
 # summed Huber losses of ~1e-4 it stops short of the optimum when started near it. The multi-start
@@ -38,7 +40,7 @@ MAX_LOG_COEFFICIENT = 700.0  # exp() of more overflows: a fit that went there is
 INTERVAL_LEVEL = 0.95
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError, ValueError):
   """Input that cannot be analysed (missing column, too few points, non-positive values, NaN)."""
 
 
