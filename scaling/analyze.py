@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +102,11 @@ def load_runs(
     raise AnalysisError(f"{csv_path} is empty")
   n_rows = len(rows)
   if "status" in header:
+    statuses = Counter((row["status"] or "").strip() or "empty" for _, row in rows)
     rows = [(line, row) for line, row in rows if (row["status"] or "").strip() == "ok"]
+    if n_rows and not rows:
+      counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items(), key=lambda kv: (-kv[1], kv[0])))
+      raise AnalysisError(f"no run in {csv_path} has status ok ({counts}); finish the sweep first")
     if len(rows) < n_rows:
       warn(f"skipped {n_rows - len(rows)} run(s) whose status is not 'ok'")
 
@@ -167,6 +173,7 @@ def analyze(
   (or C) in the data and 10x and 100x it.
   """
   out_dir = Path(out_dir)
+  _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     runs, n_rows = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss)
@@ -196,6 +203,32 @@ def analyze(
   for w in caught:
     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
   return result
+
+
+def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed,
+                    huber_delta) -> None:
+  """Raise AnalysisError for a setting no analysis can use, before any fit runs."""
+  for flag, values in (("--budgets", budgets), ("--predict", predict_budgets)):
+    for C in values or ():
+      if not (math.isfinite(C) and C > 0):
+        raise AnalysisError(f"{flag} {C:g}: a budget must be a positive number of FLOP")
+  checks = (
+    ("--budget-tol", budget_tol, math.isfinite(budget_tol) and budget_tol >= 0, "must be 0 or more"),
+    ("--drop-highest-loss", drop_highest_loss, drop_highest_loss >= 0, "must be 0 or more"),
+    ("--bootstrap", n_boot, n_boot >= 0, "must be 0 (no intervals) or more"),
+    ("--seed", seed, seed >= 0, "must be 0 or more"),
+    ("--huber-delta", huber_delta, math.isfinite(huber_delta) and huber_delta > 0, "must be positive"),
+  )
+  for flag, value, ok, requirement in checks:
+    if not ok:
+      raise AnalysisError(f"{flag} {value:g}: {requirement}")
+  if out_dir.exists() and not out_dir.is_dir():
+    raise AnalysisError(f"--out {out_dir} is a file; name a directory for report.md and the plots")
+  existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())  # out_dir or the ancestor mkdir starts from
+  if not existing.is_dir():
+    raise AnalysisError(f"--out {out_dir}: {existing} is a file, not a directory")
+  if not os.access(existing, os.W_OK):
+    raise AnalysisError(f"--out {out_dir}: {existing} is not writable")
 
 
 def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progress: bool) -> None:
@@ -255,8 +288,13 @@ def main(argv=None) -> int:
     help="budgets C in FLOP to predict (default: the largest budget times 1, 10, 100)",
   )
   parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples (default: 500; 0: none)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
+  parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
+  parser.add_argument(
+    "--huber-delta",
+    type=float,
+    default=HUBER_DELTA,
+    help=f"delta of approach 3's Huber loss on log L (default: {HUBER_DELTA:g}, Hoffmann et al.'s)",
+  )
   parser.add_argument("--no-holdout", action="store_true", help="skip the hold-out check")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)

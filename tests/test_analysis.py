@@ -386,6 +386,32 @@ def test_loss_falls_back_to_train_loss(tmp_path):
     (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, "abc", 2.9], [1e9, 1e10, 2.8]], [], "'abc' is not a number"),
     (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, 2.9]], [], "only 2 run"),
     (["N", "D", "loss"], [[1e8 * (i + 1), 1e10, 3.0 - 0.1 * i] for i in range(3)], [], "no method could be fitted"),
+    (
+      RESULTS_HEADER,
+      [[f"r{i}", "lm", "1m", 1e6, 9e5, 1e7, 6e13, 6e13, "", "", "", "missing"] for i in range(16)],
+      [],
+      r"^error: no run in \S*bad\.csv has status ok \(16 missing\); finish the sweep first$",
+    ),
+    (
+      RESULTS_HEADER,
+      [[f"r{i}", "lm", "1m", 1e6, 9e5, 1e7, 6e13, 6e13, "", "", "", s] for i, s in enumerate("fimmi ")],
+      [],
+      r"^error: no run in \S*bad\.csv has status ok \(2 i, 2 m, 1 empty, 1 f\); finish the sweep first$",
+    ),
+  ]
+  + [
+    (["N", "D", "loss"], [[1e8, 1e10, 3.0]] * 4, args, "^error: " + re.escape(message) + "$")
+    for args, message in [
+      (["--predict", "1e20", "-1"], "--predict -1: a budget must be a positive number of FLOP"),
+      (["--predict", "nan"], "--predict nan: a budget must be a positive number of FLOP"),
+      (["--budgets", "1e18", "0"], "--budgets 0: a budget must be a positive number of FLOP"),
+      (["--bootstrap", "-3"], "--bootstrap -3: must be 0 (no intervals) or more"),
+      (["--huber-delta", "0"], "--huber-delta 0: must be positive"),
+      (["--huber-delta", "-0.5"], "--huber-delta -0.5: must be positive"),
+      (["--seed", "-1"], "--seed -1: must be 0 or more"),
+      (["--budget-tol", "-0.1"], "--budget-tol -0.1: must be 0 or more"),
+      (["--drop-highest-loss", "-2"], "--drop-highest-loss -2: must be 0 or more"),
+    ]
   ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, header, rows, args, message):
@@ -399,6 +425,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, header, rows, ar
 def test_cli_missing_file(tmp_path, capsys):
   assert main([str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 2
   assert "cannot read" in capsys.readouterr().err
+
+
+def test_cli_help_describes_every_option(capsys):
+  with pytest.raises(SystemExit):
+    main(["--help"])
+  text = " ".join(capsys.readouterr().out.split())
+  assert "--seed SEED seed of the bootstrap resamples (default: 0)" in text
+  assert "--huber-delta HUBER_DELTA delta of approach 3's Huber loss on log L (default: 0.001, Hoffmann" in text
+
+
+def test_cli_out_must_be_a_directory(tmp_path, capsys):
+  """Checked before the fits (an existing file, or a file on the way), not when the plots are written."""
+  path = write_csv(tmp_path / "good.csv", ["N", "D", "loss"], [[1e8 * 2**i, 1e10, 3.0 - 0.1 * i] for i in range(4)])
+  assert main([str(path), "--out", str(path), "--quiet"]) == 2
+  assert capsys.readouterr().err == f"error: --out {path} is a file; name a directory for report.md and the plots\n"
+  assert main([str(path), "--out", str(path / "sub" / "dir"), "--quiet"]) == 2
+  assert capsys.readouterr().err == f"error: --out {path / 'sub' / 'dir'}: {path} is a file, not a directory\n"
 
 
 def test_methods_the_data_cannot_support_are_skipped(tmp_path):
