@@ -88,6 +88,33 @@ def format_result(r: dict) -> str:
           f"MFU {mfu}  peak memory {memory}  (first step, compiling: {r['first_step_s']:.1f} s)")
 
 
+TABLE_FIELDS = ("label", "config", "overrides", "XLA_FLAGS", "batch", "seq_len", "ms_per_step", "tokens_per_s", "mfu",
+                "peak_memory_bytes", "first_step_s")
+
+
+def read_records(path: str) -> list[dict]:
+  """The records of a --json file; a line that isn't one is a UserError naming the file and line."""
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except OSError as e:
+    raise UserError(f"--table {path}: {e.strerror.lower() if e.strerror else e}") from None
+  records = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise UserError(f"--table {path}, line {number}: not JSON ({e.msg}); expected the JSON lines that"
+                      " --json writes") from None
+    missing = [k for k in TABLE_FIELDS if k not in record] if isinstance(record, dict) else list(TABLE_FIELDS)
+    if missing:
+      raise UserError(f"--table {path}, line {number}: not a --json record of scaling.bench (no {', '.join(missing)})")
+    records.append(record)
+  return records
+
+
 def markdown_table(records: list[dict]) -> str:
   """One row per benchmark record: what changed, and the figures."""
   lines = ["| lever | config | changes | batch x seq | ms/step | tokens/s | MFU | peak memory | first step |",
@@ -117,14 +144,14 @@ def main(argv=None) -> int:
   extra = {"train.batch_size": args.batch, "data.seq_len": args.seq}
   try:
     if args.table:
-      if not os.path.exists(args.table):
-        raise UserError(f"--table {args.table}: no such file")
-      with open(args.table) as f:
-        print(markdown_table([json.loads(line) for line in f if line.strip()]))
+      print(markdown_table(read_records(args.table)))
       return 0
     if not args.config:
       raise UserError("--config is required (configs/<family>.py:<size>)")
-    config = config_lib.load(args.config, overrides + [f"--config.{k}={v}" for k, v in extra.items() if v])
+    for flag, value in (("--batch", args.batch), ("--seq", args.seq)):
+      if value is not None and value < 1:
+        raise UserError(f"{flag}={value} must be at least 1")
+    config = config_lib.load(args.config, overrides + [f"--config.{k}={v}" for k, v in extra.items() if v is not None])
     if args.warmup < 1 or args.steps < 1:
       raise UserError(f"--warmup={args.warmup} and --steps={args.steps} must be at least 1")
     result = benchmark(config, args.steps, args.warmup, args.profile)

@@ -49,6 +49,26 @@ def test_cli_checks_its_arguments(capsys):
   assert capsys.readouterr().err == "error: --warmup=0 and --steps=20 must be at least 1\n"
   assert bench.main([]) == 2
   assert capsys.readouterr().err == "error: --config is required (configs/<family>.py:<size>)\n"
+  for flag in ("--batch", "--seq"):  # 0 is not "the config's"
+    assert bench.main(["--config=configs/lm.py:50k", f"{flag}=0"]) == 2
+    assert capsys.readouterr().err == f"error: {flag}=0 must be at least 1\n"
+
+
+def test_table_of_a_file_that_is_not_json_lines_is_one_line(capsys, tmp_path):
+  csv = tmp_path / "some.csv"
+  csv.write_text("label,ms_per_step\nscan,12.5\n")
+  assert bench.main([f"--table={csv}"]) == 2
+  assert capsys.readouterr().err == (f"error: --table {csv}, line 1: not JSON (Expecting value); expected the JSON"
+                                     " lines that --json writes\n")
+  other = tmp_path / "other.jsonl"
+  other.write_text('\n{"label": "x", "config": "lm:50k"}\n')
+  assert bench.main([f"--table={other}"]) == 2
+  assert capsys.readouterr().err == (f"error: --table {other}, line 2: not a --json record of scaling.bench (no"
+                                     " overrides, XLA_FLAGS, batch, seq_len, ms_per_step, tokens_per_s, mfu,"
+                                     " peak_memory_bytes, first_step_s)\n")
+  for path, why in ((tmp_path / "nope.jsonl", "no such file or directory"), (tmp_path, "is a directory")):
+    assert bench.main([f"--table={path}"]) == 2
+    assert capsys.readouterr().err == f"error: --table {path}: {why}\n"
 
 
 def test_lever_script_runs_each_lever_in_its_own_process(tmp_path):
