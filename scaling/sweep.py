@@ -65,6 +65,10 @@ class SweepError(UserError):
   """A mistake in an experiment or in the sweep's command line."""
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM on the sweep (a scheduler stopping it): handled as Ctrl-C is, each run saving and stopping."""
+
+
 class RemoteSweepStopped(Exception):
   """The sweep on the TPU workers ended with failed runs (`code` 1) or interrupted ones (75)."""
 
@@ -534,6 +538,8 @@ class SweepView:
 
     self.name, self.runs, self.root = name, runs, root
     self.console = console or Console()
+    if not self.console.is_terminal:  # a log or a pipe, where rich would cut the table to 80 columns
+      self.console.width = 200
     self.live, self.seen = None, {}
 
   def table(self):
@@ -706,6 +712,8 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
     raise SweepError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCH)}")
   if jobs < 1:
     raise SweepError(f"--jobs {jobs}: run at least one at a time")
+  if wait and launcher != "slurm":
+    raise SweepError(f"--wait follows a SLURM job array; with --launcher {launcher} the sweep ends with its runs")
   runs = load_experiment(experiment)
   root = Path(root) if root else default_root(experiment)
   sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
@@ -752,20 +760,25 @@ def parse_args(argv: list[str]):
   return parser.parse_args(own), launcher_options
 
 
+def _terminate(signum, frame):
+  raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     if argv[:1] == ["exec"]:
       return exec_main(argv[1:])
     args, launcher_options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     rows = run_sweep(args.experiment, args.launcher, root=args.root, only=args.only, dry_run=args.dry_run,
                      jobs=args.jobs, wait=args.wait, collect=args.collect, launcher_options=launcher_options)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as stop:
     print("interrupted: rerun the same command to resume", file=sys.stderr)
-    return 130
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
   except RemoteSweepStopped as stop:
     print("error: launch.sh tpu exited with 1: runs failed on the TPU workers (listed in their output above; "
           "rerunning this command retries them), or gcloud did" if stop.code == 1 else "runs were interrupted on the "

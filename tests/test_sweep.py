@@ -151,6 +151,9 @@ def test_cli_input_errors(tmp_path):
   assert result.returncode == 2 and result.stderr.startswith("error: --only 'lm-1b' matches none of the 1 run ids")
   twice = write_experiment(tmp_path / "twice.py", '  return sweep.grid("configs/lm.py:10k", overrides=TINY) * 2')
   assert "is defined twice" in run_cli("--experiment", twice, "--dry-run").stderr
+  result = run_cli("--experiment", path, "--wait", "--dry-run")
+  assert result.returncode == 2 and result.stderr == ("error: --wait follows a SLURM job array; with --launcher local "
+                                                      "the sweep ends with its runs\n")
 
 
 # --- state, the local launcher end to end ---------------------------------------------------------------
@@ -285,9 +288,11 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok", "ok", "failed"]
 
 
-def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path):
-  """Ctrl-C on a local sweep: training saves and exits 75, the run is interrupted (in results.csv and the
-  closing lines), and launching the sweep again resumes it from its checkpoint to the end."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path, stop):
+  """Ctrl-C (or SIGTERM, as a scheduler stops a job) on a local sweep: training saves and exits 75, the run
+  is interrupted (in results.csv and the closing lines), and launching the sweep again resumes it from its
+  checkpoint to the end."""
   path = write_experiment(tmp_path / "long.py", '  return sweep.grid("configs/lm.py:10k", overrides={**TINY, '
                           '"train.steps": 200, "train.log_every": 1})')  # long enough to be running when stopped
   root = tmp_path / "runs"
@@ -299,12 +304,12 @@ def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path)
     metrics, deadline = workdir / "metrics.jsonl", time.time() + 240
     while not (metrics.exists() and metrics.stat().st_size) and proc.poll() is None and time.time() < deadline:
       time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C, once training has begun
+    proc.send_signal(stop)  # once training has begun
     _, err = proc.communicate(timeout=120)
   finally:
     if proc.poll() is None:
       proc.kill()
-  assert proc.returncode == 130 and "interrupted: rerun the same command to resume" in err, err[-2000:]
+  assert proc.returncode == 128 + stop and "interrupted: rerun the same command to resume" in err, err[-2000:]
   step = sweep.latest_checkpoint(workdir)
   assert sweep.read_state(workdir)["exit_code"] == checkpoint.EXIT_PREEMPTED and 1 <= step < 200
   assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted"]
@@ -314,6 +319,8 @@ def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path)
   assert collect.stderr.splitlines() == [
       f"1 of 1 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root}):",
       f"  {run.id}: preempted (exit code 75); resumes from the checkpoint of step {step}  [{workdir / 'train.log'}]"]
+  row = next(line for line in collect.stdout.splitlines() if run.id in line)  # the table, in full in a log too
+  assert row.split()[2:4] == [f"{step}/200", "interrupted"], collect.stdout
 
   resumed = run_cli("--experiment", path, "--root", str(root))
   assert resumed.returncode == 0, resumed.stderr
