@@ -10,7 +10,7 @@ There is no RNG state to save: dropout keys derive from (config.seed, step) insi
 Orbax writes a step into `S.orbax-checkpoint-tmp` and renames it when every item is written, so a
 run killed mid-save leaves no directory that looks complete; `all_steps()` ignores the remains, and
 the next start deletes them. A complete-looking step that does not read back (truncated or corrupt
-files) is reported, moved aside to `S.unreadable-<time>`, and the step before it used.
+files) is reported in one line, moved aside to `S.unreadable-<time>`, and the step before it used.
 
   python -m scaling.checkpoint export --workdir W --out DIR [--step S]
 
@@ -93,7 +93,25 @@ def _reads_settle():
       policy.new_event_loop = own
 
 
-def _first_line(error: Exception) -> str:
+@contextlib.contextmanager
+def _absl_quiet():
+  """Within this context, orbax's own logging (through absl) is silent: on a checkpoint that does not
+  read back, or lacks a metadata file it can do without, it warns of missing files and handlers, where
+  our one line (or nothing) says what happened."""
+  absl = logging.getLogger("absl")
+  level = absl.level
+  absl.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    absl.setLevel(level)
+
+
+def _first_line(error: BaseException) -> str:
+  """The first line of the root cause (orbax wraps a read's error in one that prints the whole
+  TensorStore spec, a bound method's repr first)."""
+  while error.__cause__ is not None:
+    error = error.__cause__
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
@@ -130,7 +148,8 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(
         read_only=k is None, max_to_keep=k and k.keep, enable_async_checkpointing=bool(k and k.async_save),
         cleanup_tmp_directories=k is not None, save_root_metadata=False)
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=_handlers())
+    with _absl_quiet():  # a step without its _CHECKPOINT_METADATA is warned of, though it reads back
+      self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=_handlers())
 
   def due(self, step: int) -> bool:
     every = self.config.checkpoint.every
@@ -153,21 +172,25 @@ class Checkpoints:
   def saved(self, step: int):
     """(meta, the state's array metadata tree) of `step`, read without reading the arrays."""
     meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    return meta, self.manager.item_metadata(step)["state"].tree
+    state = self.manager.item_metadata(step)["state"]
+    if state is None:
+      raise ValueError(f"{self.directory / str(step) / 'state'} has no readable metadata")
+    return meta, state.tree
 
   def newest(self, read, steps=None):
     """(step, read(step)) for the newest of `steps` (default: all) that reads back, or None. A failure
-    other than a CheckpointError is reported and the step before tried; returns the failed steps too."""
-    failed = []
-    for step in reversed(self.manager.all_steps() if steps is None else steps):
+    other than a CheckpointError is reported in one line and the step before tried; returns the failed
+    steps too."""
+    failed, steps = [], list(reversed(self.manager.all_steps() if steps is None else steps))
+    for i, step in enumerate(steps):
       try:
-        with _reads_settle():
+        with _reads_settle(), _absl_quiet():
           return (step, read(step)), failed
       except CheckpointError:
         raise
       except Exception as e:  # orbax and tensorstore raise many kinds on truncated or corrupt files
-        log.warning("checkpoint at step %d in %s is unreadable (%s); trying the one before it",
-                    step, self.directory, _first_line(e))
+        log.warning("checkpoint at step %d in %s is unreadable (%s)%s", step, self.directory, _first_line(e),
+                    "; trying the one before it" if i + 1 < len(steps) else "")
         failed.append(step)
     return None, failed
 
@@ -188,8 +211,11 @@ class Checkpoints:
         for step in failed:
           os.replace(self.directory / str(step), self.directory / f"{step}.unreadable-{time.time():.0f}")
       multihost_utils.sync_global_devices("scaling.checkpoint: unreadable steps moved aside")
-      self.manager.reload()
+      with _absl_quiet():
+        self.manager.reload()
     if found is None:
+      if failed:
+        log.warning("no readable checkpoint left in %s; starting from step 0", self.directory)
       return None
     restored = found[1]
     iterator.set_state(restored["data"])

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,9 @@ from scaling import checkpoint, metrics, train
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = worker.STEPS
 TOKENS_PER_STEP = 8 * 32
+TIMING = ("time", "tokens_per_s", "step_time_ms", "mfu")  # what differs between any two runs
+# what orbax says on its own about the checkpoints these tests corrupt: the report is ours alone
+ORBAX_NOISE = ("Metadata file does not exist", "CheckpointHandlerRegistry", "<bound method", "TensorStore({")
 # orbax's reads left behind on a closed event loop surfaced, when collected, as these warnings
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
@@ -110,6 +114,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
   with open(biggest, "r+b") as f:
     f.truncate(biggest.stat().st_size // 2)
   (tmp_path / "checkpoints/11.orbax-checkpoint-tmp/state").mkdir(parents=True)  # a save killed midway
+  (tmp_path / "checkpoints/9/_CHECKPOINT_METADATA").unlink()  # orbax does without it (but warned, twice)
   read_shard = serialization._read_shard
 
   async def slow_read_shard(*args, **kwargs):  # the arrays that read back are still in flight when one fails
@@ -125,7 +130,14 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
   summary = train.train(worker.load(), str(tmp_path))
   gc.collect()  # reads the failed restore left behind would be reported now, not in a later test
   assert not [f"{u.exc_value!r} in {u.object!r}" for u in unraisable], "the failed restore's reads all settled"
-  assert "checkpoint at step 10" in caplog.text and "unreadable" in caplog.text
+  directory = tmp_path / "checkpoints"
+  unreadable = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+  where = re.escape(str(directory))  # tensorstore's own words, the array's name and byte range aside
+  assert len(unreadable) == 1 and re.fullmatch(
+      rf'checkpoint at step 10 in {where} is unreadable \(OUT_OF_RANGE: Error reading "[^"]+" in OCDBT database '
+      rf'at local file "{where}/10/state/": Requested byte range \[\d+, \d+\) is not valid for value of size '
+      r"\d+\); trying the one before it", unreadable[0]), unreadable
+  assert not [noise for noise in ORBAX_NOISE if noise in caplog.text]
   assert "11.orbax-checkpoint-tmp is an incomplete checkpoint" in caplog.text
   assert len(list((tmp_path / "checkpoints").glob("10.unreadable-*"))) == 1
   assert not (tmp_path / "checkpoints/11.orbax-checkpoint-tmp").exists()
@@ -139,6 +151,24 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
   evals = tensorboard_scalars(tmp_path, "eval/loss")
   assert [s for s, _, _ in evals] == [STEPS] and evals[0][2] >= resumed_at
   assert evals[0][1] == pytest.approx(summary["eval_loss"], rel=1e-6)
+
+
+def test_no_readable_checkpoint_left_starts_from_step_0(straight, tmp_path, caplog):
+  workdir, reference, reference_losses = straight
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  (tmp_path / "checkpoints/10/meta/metadata").write_text("{")
+  (tmp_path / "checkpoints/9/state/_METADATA").unlink()
+  summary = train.train(worker.load(), str(tmp_path))
+  directory = tmp_path / "checkpoints"
+  assert [r.getMessage() for r in caplog.records if r.name == "scaling" and r.levelname == "WARNING"] == [
+      f"checkpoint at step 10 in {directory} is unreadable (Expecting property name enclosed in double quotes: "
+      "line 1 column 2 (char 1)); trying the one before it",
+      f"checkpoint at step 9 in {directory} is unreadable ({directory / '9' / 'state'} has no readable metadata)",
+      f"no readable checkpoint left in {directory}; starting from step 0"]
+  assert not [noise for noise in ORBAX_NOISE if noise in caplog.text]
+  assert "resumed from" not in caplog.text
+  assert losses(tmp_path) == reference_losses and summary["eval_loss"] == reference["eval_loss"]
+  assert [len(list(directory.glob(f"{s}.unreadable-*"))) for s in (9, 10)] == [1, 1]
 
 
 def test_tensorboard_after_a_resume_shows_each_step_once_with_its_new_value(tmp_path):
