@@ -115,9 +115,10 @@ def _first_line(error: BaseException) -> str:
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
-def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str) -> None:
-  """Raise a one-line CheckpointError when the arrays of `saved_tree` (orbax metadata) and `target`
-  differ in name or shape, naming the model fields that differ and one such array."""
+def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str,
+                      fix: str = "use a fresh --workdir, or the config and version it was saved with") -> None:
+  """Raise a one-line CheckpointError, ending in `fix`, when the arrays of `saved_tree` (orbax metadata)
+  and `target` differ in name or shape, naming the model fields that differ and one such array."""
   saved = {"/".join(k): tuple(v.shape) for k, v in ocp.tree.to_flat_dict(saved_tree).items()}
   wanted = {"/".join(k): tuple(v.shape) for k, v in ocp.tree.to_flat_dict(target).items()}
   if saved == wanted:
@@ -130,8 +131,42 @@ def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str
   fields.append(f"{differ[0]}: {saved.get(differ[0], 'absent')} there, {wanted.get(differ[0], 'absent')} here")
   what = ("a different model" if model else
           "optimizer state of another layout (another optim config, or an older scaling)")
-  raise CheckpointError(f"{where} holds {what} ({'; '.join(fields)}); "
-                        "use a fresh --workdir, or the config and version it was saved with")
+  raise CheckpointError(f"{where} holds {what} ({'; '.join(fields)}); {fix}")
+
+
+# The config fields a run may resume with changed; every other field decides which tokens a step sees
+# or what it computes (and so the run's D, C and losses) and must be as saved:
+#   bookkeeping: the family and size labels; train.steps (never below the checkpoint's step); how often
+#     it logs, evaluates and saves, and how much it evaluates (train.log_every, eval_every, eval_batches,
+#     progress, checkpoint.*); where the data lies and how it is loaded (data.data_dir, num_workers, prefetch)
+#   how a step is laid out and executed: mesh.*, distributed.*, model.attention, remat, scan_unroll,
+#     logits_chunk, optim.accum_steps (the same step on other devices or in pieces, up to rounding and,
+#     with accumulation, other dropout and masking draws), so that it fits the devices it resumes on
+#   optim.lr: lowered to resume a diverged run, as NonFiniteLoss's message advises
+RESUMABLE = ("family", "size", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
+             "train.progress", "checkpoint.*", "data.data_dir", "data.num_workers", "data.prefetch", "mesh.*",
+             "distributed.*", "model.attention", "model.remat", "model.scan_unroll", "model.logits_chunk",
+             "optim.accum_steps", "optim.lr")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  """Nested dicts -> {'section.field': value}."""
+  flat = {}
+  for k, v in tree.items():
+    flat.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return flat
+
+
+def check_same_run(saved_config: dict, config, where: str) -> None:
+  """Raise a one-line CheckpointError naming every field outside RESUMABLE whose value in `config`
+  differs from `saved_config` (fields only one of them has, from another version, are not compared)."""
+  saved, here = _flat(saved_config), _flat(config.to_dict())
+  resumable = lambda k: any(k == r or (r.endswith("*") and k.startswith(r[:-1])) for r in RESUMABLE)
+  differ = [f"{k}={saved[k]!r} there, {here[k]!r} here"
+            for k in sorted(saved.keys() & here.keys()) if saved[k] != here[k] and not resumable(k)]
+  if differ:
+    raise CheckpointError(f"{where} was saved by a run of another config ({'; '.join(differ)}); "
+                          "use a fresh --workdir, or the values it was saved with")
 
 
 class Checkpoints:
@@ -196,12 +231,19 @@ class Checkpoints:
 
   def resume(self, trainer, iterator):
     """Restore the newest readable checkpoint onto `trainer`'s shardings and `iterator`: returns
-    (state, meta), or None in a workdir without checkpoints. Unreadable newer steps are moved aside."""
-    target = trainer.abstract_state()
+    (state, meta), or None in a workdir without readable checkpoints. Unreadable newer steps are moved
+    aside. A checkpoint of another model or config (check_same_shapes, check_same_run), or past
+    train.steps, raises a CheckpointError."""
+    target, config = trainer.abstract_state(), trainer.config
 
     def read(step):
       meta, arrays = self.saved(step)
-      check_same_shapes(arrays, target, meta["config"], trainer.config, f"{self.directory} (step {step})")
+      where = f"{self.directory} (step {step})"
+      check_same_shapes(arrays, target, meta["config"], config, where)
+      check_same_run(meta["config"], config, where)
+      if step > config.train.steps:
+        raise CheckpointError(f"{where} is past config.train.steps={config.train.steps}: set it to {step} or more "
+                              "to continue the run, or use a fresh --workdir")
       return self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
 
@@ -305,7 +347,8 @@ def load_params(path: str, trainer):
   target = trainer.abstract_state()["params"]
   with ocp.StandardCheckpointer() as reader:
     saved = reader.metadata(path / "params").item_metadata.tree
-    check_same_shapes(saved, target, saved_config, trainer.config, str(path))
+    check_same_shapes(saved, target, saved_config, trainer.config, f"{path} (exported parameters)",
+                      f"load them with a trainer of the model in {path / 'config.json'}")
     return reader.restore(path / "params", target)
 
 

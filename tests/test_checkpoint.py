@@ -1,5 +1,6 @@
 """Checkpoints and fault tolerance (issue #5): bitwise resume, another mesh, SIGTERM, a corrupt latest
-checkpoint, NaN losses, a workdir of another model, parameter export; TensorBoard after a resume.
+checkpoint, none readable, NaN losses, a workdir of another model or config, parameter export;
+TensorBoard after a resume.
 
 The reference is one uninterrupted run of checkpoint_worker.STEPS steps; every interrupted run must
 log the same loss at every step (bit for bit on the same mesh). Runs on 8 simulated devices, and the
@@ -228,6 +229,43 @@ def test_a_skipped_step_applies_no_update():
   assert np.isfinite(metrics["loss"]) and all(jax.tree.leaves(changed)), "a finite step updates every parameter"
 
 
+def test_workdir_of_another_run_config_is_one_line(straight, capsys):
+  """Fields that change the tokens a step sees or what it computes must be as saved; train.steps may
+  not fall below the checkpoint's step."""
+  workdir, _, _ = straight
+  changed = {"train.batch_size": 16, "data.seq_len": 64, "seed": 1, "objective": "mlm", "data.files": "*.md",
+             "model.dropout": 0.1, "optim.warmup_steps": 3}
+  assert train.main(worker.argv(workdir, **changed)) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f"error: {workdir / 'checkpoints'} (step 10) was saved by a run of another config (data.files='' there, "
+      "'*.md' here; data.seq_len=32 there, 64 here; model.dropout=0.0 there, 0.1 here; objective='causal_lm' there, "
+      "'mlm' here; optim.warmup_steps=2 there, 3 here; seed=0 there, 1 here; train.batch_size=8 there, 16 here); "
+      "use a fresh --workdir, or the values it was saved with")
+  assert train.main(worker.argv(workdir, **{"train.steps": 9})) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f"error: {workdir / 'checkpoints'} (step 10) is past config.train.steps=9: set it to 10 or more to "
+      "continue the run, or use a fresh --workdir")
+  assert not (workdir / "checkpoints/10.unreadable").exists() and steps_saved(workdir) == [9, 10]
+
+
+def test_resume_with_more_steps_and_other_bookkeeping(straight, tmp_path):
+  """What RESUMABLE allows: 2 more steps, logged and saved otherwise, on another mesh layout, with a
+  lower learning rate; D and C count all 12 steps."""
+  workdir, _, reference_losses = straight
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  bookkeeping = {"train.steps": 12, "train.log_every": 2, "train.eval_batches": 1, "checkpoint.every": 0,
+                 "checkpoint.keep": 1, "checkpoint.async_save": False, "data.data_dir": str(tmp_path / "moved"),
+                 "data.prefetch": 0, "optim.lr": 5e-4, "optim.accum_steps": 2, "model.remat": "full",
+                 "mesh.fsdp": 1, "family": "renamed"}
+  summary = train.train(worker.load(**bookkeeping), str(tmp_path))
+  logged = losses(tmp_path)
+  assert sorted(logged) == list(range(1, STEPS + 1)) + [12]
+  assert {s: logged[s] for s in range(1, STEPS + 1)} == reference_losses
+  assert (summary["steps"], summary["D"], summary["family"]) == (12, 12 * TOKENS_PER_STEP, "renamed")
+  assert summary["C"] == train.run_record(train.resolve(worker.load())[0])["flops_per_token"] * 12 * TOKENS_PER_STEP
+  assert steps_saved(tmp_path) == [12]
+
+
 def test_workdir_of_another_model_is_one_line(straight, capsys):
   workdir, _, _ = straight
   assert train.main(worker.argv(workdir, **{"model.d_model": 32})) == 2
@@ -250,8 +288,12 @@ def test_exported_parameters_give_the_live_eval_loss(straight, tmp_path):
   params = checkpoint.load_params(str(tmp_path), trainer)
   assert train.evaluate(trainer, params, config)["loss"] == summary["eval_loss"]
   assert checkpoint.main(["export", f"--workdir={workdir}", f"--out={tmp_path}"]) == 2, "never overwrites"
-  with pytest.raises(checkpoint.CheckpointError, match="model.d_model=64 there, 32 here"):
+  with pytest.raises(checkpoint.CheckpointError) as e:
     checkpoint.load_params(str(tmp_path), make_trainer(train.resolve(worker.load(**{"model.d_model": 32}))[0]))
+  assert str(e.value) == (
+      f"{tmp_path} (exported parameters) holds a different model (model.d_model=64 there, 32 here; "
+      "blocks/0/attn/k/kernel: (64, 4, 16) there, (32, 4, 8) here); load them with a trainer of the model in "
+      f"{tmp_path / 'config.json'}")
 
 
 def test_resume_on_another_mesh(straight, tmp_path):
