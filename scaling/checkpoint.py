@@ -4,8 +4,10 @@ A checkpoint at step S holds all that continuing exactly needs, one orbax item e
   state  parameters, optimizer state and step, restored against Trainer.abstract_state(): its shardings
          lay the arrays out, so a run resumes on another mesh or device count just as on the same one
   data   the training iterator's state after S batches (JSON)
-  meta   the resolved config, time spent so far, the skipped-step count and the last train metrics (JSON)
-There is no RNG state to save: dropout keys derive from (config.seed, step) inside the step.
+  meta   the resolved config, time spent so far, the skipped-step count, the last train metrics logged and
+         the metrics of the steps since (the next record averages them too) (JSON)
+There is no RNG state to save: dropout keys derive from (config.seed, step) inside the step. A run
+resumes only with the config it was saved with, up to the fields in RESUMABLE.
 
 Orbax writes a step into `S.orbax-checkpoint-tmp` and renames it when every item is written, so a
 run killed mid-save leaves no directory that looks complete; `all_steps()` ignores the remains, and

@@ -137,7 +137,8 @@ def train(config, workdir: str) -> dict:
   batches = data.train_iterator(config, jax.process_index(), jax.process_count())
   resumed = checkpoints.resume(trainer, batches)
   if resumed is None:
-    state, meta = trainer.init(), {"wall_time_s": 0.0, "train_time_s": 0.0, "skipped_steps": 0, "train": {}}
+    state, meta = trainer.init(), {"wall_time_s": 0.0, "train_time_s": 0.0, "skipped_steps": 0, "train": {},
+                                   "window": []}
   else:
     state, meta = resumed
   step = int(jax.device_get(state["step"]))
@@ -150,15 +151,17 @@ def train(config, workdir: str) -> dict:
   t = config.train
   tokens_per_step = t.batch_size * config.data.seq_len
   device_kind = jax.devices()[0].device_kind
-  # Carried across restarts by the checkpoints: time spent, skipped steps, the last train metrics.
+  # Carried across restarts by the checkpoints: time spent, skipped steps, the last train metrics logged, and
+  # the metrics of the steps since (float32, as the step returns them: the next record averages them exactly)
   train_time, skipped, last_train = meta["train_time_s"], meta["skipped_steps"], meta["train"]
+  interval = [{k: np.float32(v) for k, v in m.items()} for m in meta.get("window", [])]  # older checkpoints: none
 
   def wall_time() -> float:  # over all restarts
     return meta["wall_time_s"] + time.time() - start_time
 
   writer = metrics.MetricWriter(workdir, enabled=lead, start_step=step)
   progress = metrics.ProgressBar(t.steps, step, enabled=lead and t.progress)
-  pending, interval, eval_result = [], [], {}  # step metrics on the device (unchecked), on the host (unlogged)
+  pending, eval_result = [], {}  # step metrics on the device, unchecked (`interval`: on the host, unlogged)
   interval_start, interval_steps = None, 0
   if step >= t.steps:  # resumed from the final checkpoint (stopped before summary.json was written)
     eval_result = evaluate(trainer, state["params"], config)
@@ -200,7 +203,8 @@ def train(config, workdir: str) -> dict:
         if save:  # the step is the RNG state too: dropout keys derive from (seed, step)
           checkpoints.save(step, state, batches.get_state(), wait=stop, meta={
               "config": config.to_dict(), "wall_time_s": wall_time(), "train_time_s": train_time,
-              "skipped_steps": skipped, "train": last_train})
+              "skipped_steps": skipped, "train": last_train,
+              "window": [{k: float(v) for k, v in m.items()} for m in interval]})
         evaluate_now = (t.eval_every and step % t.eval_every == 0) or last
         if evaluate_now:
           eval_result = evaluate(trainer, state["params"], config)

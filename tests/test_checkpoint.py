@@ -46,6 +46,12 @@ def losses(workdir) -> dict:
   return {r["step"]: r["loss"] for r in records if r["split"] == "train"}
 
 
+def train_records(workdir) -> list:
+  """metrics.jsonl's train records without their timing."""
+  records = [json.loads(line) for line in open(Path(workdir) / "metrics.jsonl")]
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in records if r["split"] == "train"]
+
+
 def tensorboard_scalars(workdir, tag: str = "train/loss") -> list:
   """[(step, value, wall time)] of `tag` as TensorBoard's event loader reads workdir/tensorboard."""
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -83,7 +89,7 @@ def test_straight_run_keeps_the_last_checkpoints(straight):
 
 
 def test_resume_after_sigint_is_bitwise(straight, tmp_path, monkeypatch):
-  _, reference, reference_losses = straight
+  workdir, reference, reference_losses = straight
   handler = signal.getsignal(signal.SIGINT)
   with monkeypatch.context() as m:
     worker.patch_batches(m.setattr, [5], signal.SIGINT)
@@ -96,6 +102,7 @@ def test_resume_after_sigint_is_bitwise(straight, tmp_path, monkeypatch):
   resumed_at = time.time()
   summary = train.train(worker.load(), str(tmp_path))
   assert losses(tmp_path) == reference_losses  # every step, bit for bit
+  assert train_records(tmp_path) == train_records(workdir)  # learning rate and gradient norm too
   assert summary["eval_loss"] == reference["eval_loss"] and summary["train_loss"] == reference["train_loss"]
   scalars = tensorboard_scalars(tmp_path)  # steps 1-5 from the first run (5 is not purged), 6-10 from the second
   assert [s for s, _, _ in scalars] == list(range(1, STEPS + 1))
@@ -104,6 +111,27 @@ def test_resume_after_sigint_is_bitwise(straight, tmp_path, monkeypatch):
   assert summary["steps"] == STEPS and summary["D"] == STEPS * TOKENS_PER_STEP
   assert summary["wall_time_s"] > first_wall, "wall time accumulates over restarts"
   assert steps_saved(tmp_path) == [9, 10]
+
+
+def test_a_preempted_steps_metrics_are_logged_as_in_the_uninterrupted_run(tmp_path, monkeypatch):
+  """Logged every 4 steps and stopped at step 7 (saved every 3): the resumed run's record of step 8
+  averages steps 5-8, as the uninterrupted run's does; the checkpoint carries 5-7 (its meta's window)."""
+  every_4 = {"train.log_every": 4}
+  straight_run = train.train(worker.load(**every_4), str(tmp_path / "straight"))
+  with monkeypatch.context() as m:
+    worker.patch_batches(m.setattr, [7], signal.SIGINT)
+    with pytest.raises(checkpoint.Preempted, match="preempted at step 7; checkpoint saved"):
+      train.train(worker.load(**every_4), str(tmp_path / "run"))
+  assert steps_saved(tmp_path / "run") == [6, 7]
+  meta = json.loads((tmp_path / "run/checkpoints/7/meta/metadata").read_text())
+  assert [sorted(m) for m in meta["window"]] == [["grad_norm", "loss", "lr"]] * 3  # steps 5, 6 and 7
+  assert meta["train"]["loss"] == train_records(tmp_path / "straight")[0]["loss"], "step 4's record"
+
+  resumed = train.train(worker.load(**every_4), str(tmp_path / "run"))
+  logged = train_records(tmp_path / "run")
+  assert [r["step"] for r in logged] == [4, 8, 10]
+  assert logged == train_records(tmp_path / "straight")  # loss, learning rate, gradient norm: exactly
+  assert resumed["train_loss"] == straight_run["train_loss"] == logged[-1]["loss"]
 
 
 @pytest.mark.filterwarnings("error:coroutine .* was never awaited:RuntimeWarning")
