@@ -130,7 +130,7 @@ def markdown_table(records: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n")[1])
+  parser = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.split("\n", 1)[0])
   parser.add_argument("--config", help="configs/<family>.py:<size>")
   parser.add_argument("--batch", type=int, help="global batch in sequences (default: the config's)")
   parser.add_argument("--seq", type=int, help="sequence length (default: the config's)")

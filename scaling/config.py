@@ -25,6 +25,8 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise ConfigError(f"--config: no such config file {path!r} (expected e.g. configs/lm.py:1m)")
   module_spec = importlib.util.spec_from_file_location(f"_scaling_config_{Path(path).stem}", path)
+  if module_spec is None:  # not a .py file
+    raise ConfigError(f"--config: {path} is not a Python config file (expected e.g. configs/lm.py:1m)")
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):

@@ -31,7 +31,11 @@ log = logging.getLogger("scaling")
 
 
 def resolve(config):
-  """Fill the fields that depend on the data (the vocabulary size); returns a locked copy."""
+  """Fill the fields that depend on the data (the vocabulary size); returns a locked copy. A model
+  without what the objective needs (mlm_nsp's classifier) is a ConfigError here, before any step."""
+  if config.objective == "mlm_nsp" and not config.model.pooler:
+    raise config_lib.ConfigError("config.objective='mlm_nsp' needs the next-sentence classifier: "
+                                 "set config.model.pooler=True")
   config = config.copy_and_resolve_references()
   tokenizer = data.get_tokenizer(config.data)
   with config.unlocked():
@@ -115,10 +119,20 @@ def rewind_metrics(workdir: str, step: int) -> None:
       f.writelines(kept)
 
 
+def check_workdir(workdir: str) -> None:
+  """Raise a one-line UserError for a --workdir that cannot be a directory: empty, or an existing file."""
+  if not workdir:
+    raise UserError("--workdir is empty: name a directory for the run's metrics, checkpoints and summary.json")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f"--workdir={workdir} is a file, not a directory: name a directory for the run")
+
+
 def train(config, workdir: str) -> dict:
   """Train by `config` in `workdir`, continuing from its newest checkpoint if it has one; returns the
-  summary written to workdir/summary.json. On SIGTERM or SIGINT, saves and raises checkpoint.Preempted."""
+  summary written to workdir/summary.json. On SIGTERM or SIGINT, saves and raises checkpoint.Preempted.
+  Mistakes in the config, the data or the workdir raise a UserError before anything is logged or written."""
   start_time = time.time()
+  check_workdir(workdir)
   sharding.initialize_distributed(config.distributed)
   config, _ = resolve(config)
   lead = jax.process_index() == 0
@@ -126,15 +140,18 @@ def train(config, workdir: str) -> dict:
   trainer = Trainer(config, mesh)
   sharding.check_batch(config, mesh, trainer.rules)
   record = run_record(config)
+  batches = data.train_iterator(config, jax.process_index(), jax.process_count())  # a missing dataset stops here
   if lead:
-    os.makedirs(workdir, exist_ok=True)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+      raise UserError(f"--workdir={workdir}: {e.strerror}") from None
     log.info("mesh %s on %d %s device(s) in %d process(es)", dict(mesh.shape), mesh.size,
              jax.devices()[0].device_kind, jax.process_count())
     log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token",
              f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"])
 
   checkpoints = checkpoint.Checkpoints(workdir, config)
-  batches = data.train_iterator(config, jax.process_index(), jax.process_count())
   resumed = checkpoints.resume(trainer, batches)
   if resumed is None:
     state, meta = trainer.init(), {"wall_time_s": 0.0, "train_time_s": 0.0, "skipped_steps": 0, "train": {},
@@ -244,7 +261,7 @@ def train(config, workdir: str) -> dict:
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m scaling.train", description=__doc__.split("\n")[1],
+  parser = argparse.ArgumentParser(prog="python -m scaling.train", description=__doc__.split("\n", 1)[0],
                                    epilog="Override any config field with --config.<section>.<field>=VALUE.")
   parser.add_argument("--config", required=True, help="configs/<family>.py:<size>")
   parser.add_argument("--workdir", required=True, help="directory for metrics, checkpoints and summary.json")

@@ -63,3 +63,42 @@ def test_cli_exit_code_and_single_line_without_traceback(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       "error: unknown config field config.model.activation (fields of config.model: " +
       ", ".join(sorted(config_lib.load_file("configs/base.py").model)) + ")"]
+
+
+def test_path_mistakes_are_one_line(capsys, tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  for args, message in [
+      (["--config=README.md", f"--workdir={tmp_path / 'w'}"],
+       "--config: README.md is not a Python config file (expected e.g. configs/lm.py:1m)"),
+      (["--config=configs/base.py", f"--workdir={a_file}"],
+       f"--workdir={a_file} is a file, not a directory: name a directory for the run"),
+      (["--config=configs/base.py", "--workdir="],
+       "--workdir is empty: name a directory for the run's metrics, checkpoints and summary.json"),
+      (["--config=configs/base.py", f"--workdir={a_file / 'w'}", "--config.data.dataset=synthetic"],
+       f"--workdir={a_file / 'w'}: Not a directory")]:
+    assert train.main(args) == 2, args
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+LATE = {  # mistakes the data or the objective reveal: still one line, before any log line and directory
+    "no-files": (["--config.data.dataset=files"],
+                 "config.data.dataset='files' needs config.data.files, a glob such as 'notes/**/*.md'"),
+    "empty-glob": (["--config.data.dataset=files", "--config.data.files=nosuch/*.txt"],
+                   "config.data.files='nosuch/*.txt' matches no files"),
+    "no-data-dir": (["--config.data.dataset=nosuch", "--config.data.data_dir=nosuch"],
+                    "config.data.data_dir='nosuch' does not exist (the TFDS data_dir holding nosuch)"),
+    "no-dataset": (["--config.data.dataset=nosuch", "--config.data.data_dir=configs"],
+                   "config.data.dataset='nosuch': no such dataset in the TFDS catalog or in configs "
+                   "(built-ins: synthetic, pystdlib, files)"),
+    "nsp-without-pooler": (["--config.objective=mlm_nsp"], "config.objective='mlm_nsp' needs the next-sentence "
+                           "classifier: set config.model.pooler=True"),
+}
+
+
+@pytest.mark.parametrize("overrides,message", LATE.values(), ids=LATE.keys())
+def test_data_and_objective_mistakes_end_before_anything_runs(overrides, message, capsys, tmp_path):
+  assert train.main(["--config=configs/base.py", f"--workdir={tmp_path / 'w'}", *overrides]) == 2
+  assert capsys.readouterr().err.strip() == f"error: {message}"
+  assert not (tmp_path / "w").exists(), "no workdir, no checkpoints/"

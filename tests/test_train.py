@@ -7,7 +7,7 @@ import math
 import pytest
 
 from scaling import config as config_lib
-from scaling import data, flops, train
+from scaling import bench, data, flops, train
 
 STEPS, BATCH, SEQ = 40, 8, 32
 
@@ -76,3 +76,13 @@ def test_divergence_before_any_checkpoint_says_the_rerun_starts_over():
     train.check_finite(diverged, 1, 0, cfg, NoCheckpoints())
   assert str(e.value) == ("training diverged at step 2: loss nan, gradient norm 1.0; last checkpoint: none; "
                           "rerunning starts over: lower optim.lr, or raise checkpoint.skip_nonfinite")
+
+
+@pytest.mark.parametrize("module,summary", [
+    (train, "Train a Transformer language model."),
+    (bench, "Throughput benchmark of the training step that `scaling.train` runs.")], ids=["train", "bench"])
+def test_help_describes_the_command_by_its_docstrings_first_line(module, summary, capsys):
+  with pytest.raises(SystemExit) as e:
+    (train.parse_args if module is train else bench.main)(["--help"])
+  lines = capsys.readouterr().out.splitlines()
+  assert e.value.code == 0 and lines[lines.index("") + 1] == summary == module.__doc__.splitlines()[0]
