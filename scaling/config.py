@@ -119,6 +119,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   m, o, t, d = config.model, config.optim, config.train, config.data
   _choice(config, "objective", objectives.OBJECTIVES)
+  _require(config.objective != "mlm_nsp" or m.pooler,
+           "config.objective='mlm_nsp' needs the next-sentence classifier: set config.model.pooler=True")
   _choice(config, "model.position", model.POSITIONS)
   _choice(config, "model.mlp", model.MLPS)
   _choice(config, "model.norm", model.NORMS)

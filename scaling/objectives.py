@@ -11,7 +11,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scaling.config import ConfigError
 from scaling.data import DataError, get_tokenizer
 
 MASK_RATE = 0.15  # BERT: the fraction of real, non-special tokens selected for prediction
@@ -97,8 +96,6 @@ def mlm_nsp(model, batch, key, config):
   mean MLM loss plus the mean NSP loss. The NSP sum is scaled by the batch's masked count over its
   pair count, since the step divides by the masked count; with accumulation, microbatches' NSP means
   are weighted by their masked counts."""
-  if model.pooler is None:
-    raise ConfigError("config.objective='mlm_nsp' needs the next-sentence classifier: set config.model.pooler=True")
   h, loss, stats = masked_lm_sums(model, batch, key, config)
   logits = model.pooler(h).astype(jnp.float32)
   labels = batch["nsp_label"][:, 0]

@@ -31,11 +31,7 @@ log = logging.getLogger("scaling")
 
 
 def resolve(config):
-  """Fill the fields that depend on the data (the vocabulary size); returns a locked copy. A model
-  without what the objective needs (mlm_nsp's classifier) is a ConfigError here, before any step."""
-  if config.objective == "mlm_nsp" and not config.model.pooler:
-    raise config_lib.ConfigError("config.objective='mlm_nsp' needs the next-sentence classifier: "
-                                 "set config.model.pooler=True")
+  """Fill the fields that depend on the data (the vocabulary size); returns a locked copy."""
   config = config.copy_and_resolve_references()
   tokenizer = data.get_tokenizer(config.data)
   with config.unlocked():

@@ -57,7 +57,8 @@ def test_bert_counts_exact(name, encoder_and_pooler, with_heads):
 def test_head_counts_match_the_tree(mlm_head, pooler, use_bias, norm, tie):
   cfg = config_lib.load("configs/bert.py:tiny", {"model.vocab_size": 261, "model.mlm_head": mlm_head,
                                                  "model.pooler": pooler, "model.use_bias": use_bias,
-                                                 "model.norm": norm, "model.tie_embeddings": tie})
+                                                 "model.norm": norm, "model.tie_embeddings": tie,
+                                                 "objective": "mlm_nsp" if pooler else "mlm"})
   counts = flops.param_counts(cfg.model)
   params = abstract_params(cfg.model)
   assert counts["total"] == size(params)
@@ -165,10 +166,8 @@ def test_nsp_loss_is_the_mean_over_real_rows_added_to_the_mean_mlm_loss():
 
 
 def test_nsp_without_the_pooler_is_a_config_error():
-  cfg = tiny(objective="mlm_nsp", **{"model.pooler": False})
-  net = model.Transformer(ml_collections.FrozenConfigDict(cfg.model), rngs=nnx.Rngs(0))
   with pytest.raises(config_lib.ConfigError, match="config.model.pooler=True"):
-    objectives.mlm_nsp(net, jax.tree.map(jnp.asarray, encoder_batch(cfg)), None, cfg)
+    tiny(objective="mlm_nsp", **{"model.pooler": False})
 
 
 def test_steps_mask_by_step_and_evaluate_with_a_fixed_mask():
