@@ -19,11 +19,24 @@ class ConfigError(UserError):
   """A mistake in a config or an override; its message is the one line the user sees."""
 
 
+def find_file(path: str) -> str | None:
+  """`path` when it names a file; else, for a relative path, the shipped file of that name (under the
+  directory the configs and experiments packages are installed from), so that `configs/lm.py` and
+  `experiments/cpu_isoflop.py` are found from any directory; None when neither exists."""
+  if os.path.isfile(path) or os.path.isabs(path):
+    return path if os.path.isfile(path) else None
+  import configs
+
+  shipped = Path(configs.__file__).resolve().parent.parent / path
+  return str(shipped) if shipped.is_file() else None
+
+
 def load_file(spec: str) -> ml_collections.ConfigDict:
   """`path/to/family.py[:arg]` -> the ConfigDict its get_config(arg) returns."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ConfigError(f"--config: no such config file {path!r} (expected e.g. configs/lm.py:1m)")
+  given, _, arg = spec.partition(":")
+  path = find_file(given)
+  if path is None:
+    raise ConfigError(f"--config: no such config file {given!r} (expected e.g. configs/lm.py:1m)")
   module_spec = importlib.util.spec_from_file_location(f"_scaling_config_{Path(path).stem}", path)
   if module_spec is None:  # not a .py file
     raise ConfigError(f"--config: {path} is not a Python config file (expected e.g. configs/lm.py:1m)")

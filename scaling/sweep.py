@@ -282,10 +282,14 @@ def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_
 # Experiments
 
 
-def load_experiment(path: str) -> list[Run]:
-  """The runs an experiment file's runs() returns; mistakes in it are SweepErrors naming the file."""
-  if not os.path.isfile(path):
-    raise SweepError(f"--experiment: no such file {path!r} (expected e.g. experiments/cpu_isoflop.py)")
+def load_experiment(given: str) -> list[Run]:
+  """The runs an experiment file's runs() returns; mistakes in it are SweepErrors naming the file. A
+  shipped experiment (experiments/NAME.py) is found from any directory."""
+  from scaling.config import find_file
+
+  path = find_file(given)
+  if path is None:
+    raise SweepError(f"--experiment: no such file {given!r} (expected e.g. experiments/cpu_isoflop.py)")
   module_spec = importlib.util.spec_from_file_location(f"_scaling_experiment_{Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from scaling import config as config_lib
-from scaling import train
+from scaling import sweep, train
 
 
 def test_overrides_keep_types_and_reach_nested_fields():
@@ -102,3 +102,11 @@ def test_data_and_objective_mistakes_end_before_anything_runs(overrides, message
   assert train.main(["--config=configs/base.py", f"--workdir={tmp_path / 'w'}", *overrides]) == 2
   assert capsys.readouterr().err.strip() == f"error: {message}"
   assert not (tmp_path / "w").exists(), "no workdir, no checkpoints/"
+
+
+def test_shipped_configs_and_experiments_are_found_from_any_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert config_lib.load("configs/gpt2.py:124m").model.d_model == 768
+  assert len(sweep.load_experiment("experiments/cpu_isoflop.py")) == 16
+  with pytest.raises(config_lib.ConfigError, match="no such config file 'configs/nope.py'"):
+    config_lib.load("configs/nope.py")
