@@ -175,7 +175,7 @@ def train(config, workdir: str) -> dict:
   writer = metrics.MetricWriter(workdir, enabled=lead, start_step=step)
   progress = metrics.ProgressBar(t.steps, step, enabled=lead and t.progress)
   pending, eval_result = [], {}  # step metrics on the device, unchecked (`interval`: on the host, unlogged)
-  interval_start, interval_steps = None, 0
+  interval_start, interval_steps, interval_time = None, 0, 0.0  # interval_time: before a save or evaluation
   if step >= t.steps:  # resumed from the final checkpoint (stopped before summary.json was written)
     eval_result = evaluate(trainer, state["params"], config)
   try:
@@ -202,7 +202,7 @@ def train(config, workdir: str) -> dict:
           kept = [m for m in interval if finite(m)] or interval  # skipped steps are not averaged
           last_train = {k: float(np.mean([m[k] for m in kept])) for k in kept[0]}
           if interval_steps:
-            elapsed = time.time() - interval_start
+            elapsed = interval_time + time.time() - interval_start
             train_time += elapsed
             tokens_per_s = tokens_per_step * interval_steps / elapsed
             last_train.update(tokens_per_s=tokens_per_s, step_time_ms=1e3 * elapsed / interval_steps,
@@ -212,20 +212,23 @@ def train(config, workdir: str) -> dict:
           writer.write(step, "train", last_train)
           progress.update(step, f"loss {last_train['loss']:.4f}" +
                           (f"  {last_train['tokens_per_s']:,.0f} tok/s" if interval_steps else ""))
-          interval, interval_start, interval_steps = [], time.time(), 0
+          interval, interval_start, interval_steps, interval_time = [], time.time(), 0, 0.0
+        evaluate_now = (t.eval_every and step % t.eval_every == 0) or last
+        if save or evaluate_now:  # saving and evaluation are not training time
+          interval_time += time.time() - interval_start
         if save:  # the step is the RNG state too: dropout keys derive from (seed, step)
           checkpoints.save(step, state, batches.get_state(), wait=stop, meta={
-              "config": config.to_dict(), "wall_time_s": wall_time(), "train_time_s": train_time,
+              "config": config.to_dict(), "wall_time_s": wall_time(),
+              "train_time_s": train_time + interval_time,
               "skipped_steps": skipped, "train": last_train,
               "window": [{k: float(v) for k, v in m.items()} for m in interval]})
-        evaluate_now = (t.eval_every and step % t.eval_every == 0) or last
         if evaluate_now:
           eval_result = evaluate(trainer, state["params"], config)
           writer.write(step, "eval", eval_result)
           if lead and eval_result:
             log.info("step %d: eval loss %.4f", step, eval_result["loss"])
         if save or evaluate_now:
-          interval_start = time.time()  # saving and evaluation are not training time
+          interval_start = time.time()
         if stop and not last:
           message = (f"preempted at step {step}; checkpoint saved in {checkpoints.directory}; "
                      "rerun the same command to resume")

@@ -126,6 +126,8 @@ def test_a_preempted_steps_metrics_are_logged_as_in_the_uninterrupted_run(tmp_pa
   meta = json.loads((tmp_path / "run/checkpoints/7/meta/metadata").read_text())
   assert [sorted(m) for m in meta["window"]] == [["grad_norm", "loss", "lr"]] * 3  # steps 5, 6 and 7
   assert meta["train"]["loss"] == train_records(tmp_path / "straight")[0]["loss"], "step 4's record"
+  before = json.loads((tmp_path / "run/checkpoints/6/meta/metadata").read_text())
+  assert 0 < before["train_time_s"] < meta["train_time_s"], "training time counts the unlogged steps too"
 
   resumed = train.train(worker.load(**every_4), str(tmp_path / "run"))
   logged = train_records(tmp_path / "run")
