@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import sys
@@ -18,6 +19,8 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from scaling.analysis import plots, report
 from scaling.analysis.fits import (
@@ -47,6 +50,18 @@ DEFAULT_LOSS_COLUMNS = ("eval_loss", "train_loss", "loss")
 
 
 @dataclass
+class Curve:
+  """A run's logged train losses against the tokens and compute spent so far, and its final eval loss."""
+
+  run_id: str
+  N: float
+  tokens: np.ndarray
+  compute: np.ndarray
+  loss: np.ndarray
+  eval_loss: float
+
+
+@dataclass
 class Analysis:
   """Everything the report and the plots show."""
 
@@ -63,6 +78,7 @@ class Analysis:
   holdout: HoldoutCheck | None = None
   warnings: list[str] = field(default_factory=list)
   plots: dict[str, str] = field(default_factory=dict)  # title -> PNG file name
+  curves: list[Curve] = field(default_factory=list)  # the sweep's learning curves, when its workdirs are there
 
 
 def _parse_float(text: str, where: str) -> float:
@@ -149,6 +165,32 @@ def load_runs(
   return runs, n_rows
 
 
+def load_curves(csv_path) -> list[Curve]:
+  """The learning curves of a sweep's finished runs, read from their workdirs beside the CSV (our sweeps'
+  layout: ROOT/results.csv and ROOT/<run_id>/{metrics.jsonl,summary.json}); [] for any other CSV. The
+  tokens and compute of a record at step s are s / steps of the run's D and C."""
+  root = Path(csv_path).parent
+  with open(csv_path, newline="") as f:
+    rows = [r for r in csv.DictReader(f) if (r.get("status") or "ok").strip() == "ok" and r.get("run_id")]
+  curves = []
+  for row in rows:
+    workdir = root / row["run_id"]
+    try:
+      summary = json.loads((workdir / "summary.json").read_text())
+      records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):  # not one of our workdirs, or a file cut short
+      continue
+    train = [r for r in records if r.get("split") == "train" and "loss" in r]
+    if not train or not summary.get("steps"):
+      continue
+    steps = np.array([r["step"] for r in train], dtype=float)
+    eval_loss = summary.get("eval_loss")
+    curves.append(Curve(row["run_id"], float(summary["N"]), steps * summary["D"] / summary["steps"],
+                        steps * summary["C"] / summary["steps"], np.array([r["loss"] for r in train]),
+                        math.nan if eval_loss is None else float(eval_loss)))
+  return curves
+
+
 def analyze(
   csv_path,
   out_dir,
@@ -196,6 +238,7 @@ def analyze(
         result.holdout = holdout_check(runs, result.approach3 is not None, huber_delta, progress)
       except AnalysisError as err:
         warn(f"hold-out check skipped: {err}")
+    result.curves = load_curves(csv_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.plots = plots.make_plots(result, out_dir)
     result.warnings = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]

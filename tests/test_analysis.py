@@ -1,6 +1,7 @@
 """Scaling-law analysis: the Chinchilla replication, recovery of known laws, prediction, CLI, bad input."""
 
 import csv
+import json
 import math
 import re
 import time
@@ -143,9 +144,30 @@ def test_chinchilla_approach2_agrees_with_approach3(chinchilla_runs, chinchilla_
 # --------------------------------------------------------------------------------------------------
 
 
+CURVE_STEPS = (10, 20, 40)
+
+
+def write_workdirs(csv_path: Path, count: int) -> None:
+  """Workdirs beside the CSV, as a sweep leaves them, for its first `count` runs: summary.json and
+  metrics.jsonl with train records at CURVE_STEPS of 40 steps (losses 5, 4, 3) and an eval record; then
+  one workdir whose metrics.jsonl is cut short, which the learning curves leave out."""
+  with open(csv_path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for row in rows[:count + 1]:
+    workdir = csv_path.parent / row["run_id"]
+    workdir.mkdir()
+    summary = {"steps": 40, "N": float(row["N"]), "D": float(row["D"]), "C": float(row["C"]), "eval_loss": 2.5}
+    (workdir / "summary.json").write_text(json.dumps(summary))
+    records = [{"step": s, "split": "train", "loss": 5.0 - i} for i, s in enumerate(CURVE_STEPS)]
+    lines = [json.dumps(r) for r in records + [{"step": 40, "split": "eval", "loss": 2.5}]]
+    (workdir / "metrics.jsonl").write_text("\n".join(lines) + "\n" if row is not rows[count] else '{"step": 1')
+
+
 @pytest.fixture(scope="module")
 def sweep_csv(tmp_path_factory):
-  return write_results_csv(tmp_path_factory.mktemp("sweep") / "results.csv", *synthetic_sweep(), failed_rows=1)
+  path = write_results_csv(tmp_path_factory.mktemp("sweep") / "results.csv", *synthetic_sweep(), failed_rows=1)
+  write_workdirs(path, 3)
+  return path
 
 
 @pytest.fixture(scope="module")
@@ -460,10 +482,11 @@ def test_methods_the_data_cannot_support_are_skipped(tmp_path):
   report = (tmp_path / "out" / "report.md").read_text()
   assert "Skipped (see warnings)" in report and "skipped approach 3" in report
   assert (tmp_path / "out" / "loss_vs_compute.png").stat().st_size > 0
+  assert result.curves == [] and "Learning curves" not in result.plots  # no run ids, no workdirs: no curves
 
 
 def check_outputs(out: Path, law: ChinchillaLaw, n_runs: int) -> str:
-  for name in ("loss_vs_compute", "isoflops", "optimal_allocation", "loss_contours"):
+  for name in ("loss_vs_compute", "isoflops", "optimal_allocation", "loss_contours", "learning_curves"):
     for suffix in (".png", ".svg"):
       assert (out / f"{name}{suffix}").stat().st_size > 10_000, name + suffix
   report = (out / "report.md").read_text()
@@ -474,6 +497,20 @@ def check_outputs(out: Path, law: ChinchillaLaw, n_runs: int) -> str:
     assert f"## {section}" in report
   assert "![IsoFLOP curves](isoflops.png)" in report and "[SVG](isoflops.svg)" in report
   return report
+
+
+def test_learning_curves_come_from_the_workdirs_beside_the_csv(sweep_analysis, sweep_csv):
+  with open(sweep_csv, newline="") as f:
+    rows = list(csv.DictReader(f))[:3]
+  curves = sweep_analysis.curves
+  assert [c.run_id for c in curves] == [r["run_id"] for r in rows]  # not the 4th, whose metrics are cut short
+  steps = np.array(CURVE_STEPS, dtype=float)
+  for curve, row in zip(curves, rows):
+    assert curve.N == float(row["N"]) and curve.eval_loss == 2.5
+    np.testing.assert_array_equal(curve.tokens, steps * float(row["D"]) / 40)
+    np.testing.assert_array_equal(curve.compute, steps * float(row["C"]) / 40)
+    np.testing.assert_array_equal(curve.loss, [5.0, 4.0, 3.0])
+  assert "![Learning curves](learning_curves.png)" in (sweep_csv.parent / "out/report.md").read_text()
 
 
 def test_analyze_writes_plots_and_report(sweep_analysis, sweep_csv):

@@ -232,6 +232,35 @@ def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
   return fig
 
 
+def _smooth(x: np.ndarray, y: np.ndarray, fraction: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+  """A centred moving average of y over `fraction` of its records (at least 1), x trimmed to match."""
+  window = max(1, int(len(y) * fraction) // 2 * 2 + 1)
+  half = window // 2
+  return x[half:len(x) - half], np.convolve(y, np.ones(window) / window, mode="valid")
+
+
+def plot_learning_curves(curves, budgets=()) -> Figure:
+  """Each run's train loss (smoothed) against tokens and against compute, coloured by model size; a dot
+  marks its final eval loss; dotted lines mark the IsoFLOP budgets, where the runs of a budget end."""
+  fig, axes = _figure(ncols=2)
+  sizes = np.array([c.N for c in curves])
+  norm = colors.LogNorm(sizes.min(), sizes.max() * 1.0001)
+  for ax, x, label in ((axes[0], "tokens", TOKENS_LABEL), (axes[1], "compute", COMPUTE_LABEL)):
+    for c in curves:
+      color = cm.viridis(norm(c.N))
+      ax.plot(*_smooth(getattr(c, x), c.loss), color=color, lw=1, alpha=0.8)
+      ax.scatter(getattr(c, x)[-1], c.eval_loss, color=color, s=18, zorder=3, edgecolors="black", linewidths=0.5)
+    ax.set_xscale("log")
+    _log_loss_axis(ax)
+    ax.set_xlabel(label)
+  for C in budgets:
+    axes[1].axvline(C, color="gray", ls=":", lw=1)
+  axes[0].set_title("Train loss against tokens (moving average; dots: final eval loss)")
+  axes[1].set_title("Train loss against compute (dotted: IsoFLOP budgets)")
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
+  return fig
+
+
 def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
   runs = analysis.runs
@@ -254,4 +283,6 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
     )
   if analysis.approach3 is not None:
     figures["L(N, D) contours"] = ("loss_contours", lambda: plot_loss_contours(runs, analysis.approach3, budgets))
+  if analysis.curves:
+    figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}
