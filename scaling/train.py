@@ -12,10 +12,12 @@ checkpoint: run the same command again to continue.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 
@@ -123,6 +125,40 @@ def check_workdir(workdir: str) -> None:
     raise UserError(f"--workdir={workdir} is a file, not a directory: name a directory for the run")
 
 
+_HELD = {}  # workdir lock file -> its open file, for the workdirs this process trains in
+
+
+def hold_workdir(workdir: str) -> None:
+  """Take an exclusive lock on workdir/.lock for this process (again: nothing to do), or raise a one-line
+  UserError naming the run that holds it. The lock goes with its holder however that ends, so a crashed
+  run leaves none behind; where the file system has no locks, the run goes on unguarded."""
+  path = os.path.realpath(os.path.join(workdir, ".lock"))
+  if path in _HELD:
+    return
+  f = open(path, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or "another process"
+    f.close()
+    raise UserError(f"--workdir={workdir} is in use by another run ({holder}): wait for it to end, or use "
+                    "another --workdir") from None
+  except OSError:  # no locks here (ENOLCK, EOPNOTSUPP)
+    f.close()
+    return
+  f.truncate(0)
+  f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+  f.flush()
+  _HELD[path] = f
+
+
+def release_workdir(workdir: str) -> None:
+  held = _HELD.pop(os.path.realpath(os.path.join(workdir, ".lock")), None)
+  if held is not None:
+    held.close()
+
+
 def train(config, workdir: str) -> dict:
   """Train by `config` in `workdir`, continuing from its newest checkpoint if it has one; returns the
   summary written to workdir/summary.json. On SIGTERM or SIGINT, saves and raises checkpoint.Preempted.
@@ -142,6 +178,7 @@ def train(config, workdir: str) -> dict:
       os.makedirs(workdir, exist_ok=True)
     except OSError as e:
       raise UserError(f"--workdir={workdir}: {e.strerror}") from None
+    hold_workdir(workdir)  # one run at a time: two would write the same checkpoints and metrics
     log.info("mesh %s on %d %s device(s) in %d process(es)", dict(mesh.shape), mesh.size,
              jax.devices()[0].device_kind, jax.process_count())
     log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token",
@@ -239,6 +276,7 @@ def train(config, workdir: str) -> dict:
     progress.close()
     writer.close()
     checkpoints.close()
+    release_workdir(workdir)
 
   D = step * tokens_per_step
   summary = {

@@ -3,6 +3,11 @@
 import glob
 import json
 import math
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -86,3 +91,30 @@ def test_help_describes_the_command_by_its_docstrings_first_line(module, summary
     (train.parse_args if module is train else bench.main)(["--help"])
   lines = capsys.readouterr().out.splitlines()
   assert e.value.code == 0 and lines[lines.index("") + 1] == summary == module.__doc__.splitlines()[0]
+
+
+def test_a_workdir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
+  """A second run in a workdir whose run is still going ends in one line naming that run; once it has
+  stopped (preempted, exit 75), the same command resumes it."""
+  workdir = tmp_path / "w"
+  command = [sys.executable, "-m", "scaling.train", "--config=configs/lm.py:10k", f"--workdir={workdir}",
+             "--config.data.dataset=synthetic", "--config.optim.warmup_steps=1", "--config.train.log_every=1",
+             "--config.train.progress=false", "--config.checkpoint.every=0"]
+  long = command + ["--config.train.steps=100000"]
+  first = subprocess.Popen(long, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 120
+    while not (workdir / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
+      time.sleep(0.1)
+    second = subprocess.run(long, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2
+    assert second.stderr == (f"error: --workdir={workdir} is in use by another run (pid {first.pid} on "
+                             f"{socket.gethostname()}): wait for it to end, or use another --workdir\n")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 75, first.stderr.read()
+  finally:
+    if first.poll() is None:
+      first.kill()
+  (saved,) = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+  again = subprocess.run(command + [f"--config.train.steps={saved + 2}"], capture_output=True, text=True, timeout=120)
+  assert again.returncode == 0 and f"resumed from the checkpoint of step {saved}" in again.stderr, again.stderr
