@@ -14,11 +14,14 @@ the figures, the overrides, XLA_FLAGS and the versions as one JSON line (scripts
 from __future__ import annotations
 
 import argparse
+import collections
+import gzip
 import json
 import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -28,6 +31,9 @@ from scaling import flops, metrics, sharding
 from scaling.errors import UserError
 from scaling.steps import Trainer
 from scaling.train import resolve
+
+
+PROFILED_STEPS = 3
 
 
 def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> dict:
@@ -64,7 +70,7 @@ def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> di
   out = jax.block_until_ready(in_flight)
   if profile:
     with jax.profiler.trace(profile, create_perfetto_trace=True):
-      for _ in range(3):
+      for _ in range(PROFILED_STEPS):
         state, out = trainer.train_step(state, batch)
       jax.block_until_ready(out)
   step_s = statistics.median(times)
@@ -78,6 +84,36 @@ def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> di
           "flops_per_token": per_token,
           "mfu": metrics.mfu(per_token, tokens_per_s, jax.device_count(), device.device_kind),
           "peak_memory_bytes": memory, "final_loss": float(out["loss"])}
+
+
+def top_ops(profile_dir: str, limit: int = 12) -> dict:
+  """What the traced steps spent their time on, from the Perfetto trace benchmark() wrote in
+  `profile_dir`: the device's kernels (the trace's /device: processes) on an accelerator, XLA's ops of
+  the train step on the host's threads on a CPU. -> {'trace', 'ops_per_step', 'ms_per_step' (op time,
+  summed over streams), 'top': [{'op', 'ms_per_step', 'share', 'calls_per_step'}, ...] largest first}."""
+  [trace] = sorted(Path(profile_dir).glob("plugins/profile/*/perfetto_trace.json.gz"))[-1:]
+  events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+  devices = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+             and str(e.get("args", {}).get("name", "")).startswith("/device:")}
+  ops = [e for e in events if e.get("ph") == "X" and (
+      e.get("pid") in devices if devices else "train_step" in str(e.get("args", {}).get("hlo_module", "")))]
+  time, calls = collections.Counter(), collections.Counter()
+  for e in ops:
+    time[e["name"]] += e["dur"] / 1e3 / PROFILED_STEPS  # microseconds -> ms per step
+    calls[e["name"]] += 1 / PROFILED_STEPS
+  total = sum(time.values())
+  return {"trace": str(trace), "ops_per_step": len(ops) / PROFILED_STEPS, "ms_per_step": total,
+          "top": [{"op": name, "ms_per_step": ms, "share": ms / total, "calls_per_step": calls[name]}
+                  for name, ms in time.most_common(limit)]}
+
+
+def format_profile(p: dict) -> str:
+  lines = [f"profile of {PROFILED_STEPS} steps ({p['trace']}): {p['ops_per_step']:,.0f} ops per step, "
+           f"{p['ms_per_step']:.2f} ms of op time per step; the longest:",
+           "   ms/step   share  calls/step  op"]
+  lines += [f"  {o['ms_per_step']:8.3f}  {100 * o['share']:5.1f}%  {o['calls_per_step']:10.0f}  {o['op'][:100]}"
+            for o in p["top"]]
+  return "\n".join(lines)
 
 
 def format_result(r: dict) -> str:
@@ -156,6 +192,9 @@ def main(argv=None) -> int:
       raise UserError(f"--warmup={args.warmup} and --steps={args.steps} must be at least 1")
     result = benchmark(config, args.steps, args.warmup, args.profile)
     print(format_result(result))
+    if args.profile:
+      result["profile"] = top_ops(args.profile)
+      print(format_profile(result["profile"]))
     if args.json:
       record = {**result, "label": args.label, "overrides": overrides, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
                 "jax": jax.__version__, "backend": jax.default_backend()}

@@ -95,3 +95,12 @@ def test_profile_traces_three_training_steps(tmp_path):
   steps = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "PjitFunction(_train_step)")
   outermost = [s for i, s in enumerate(steps) if not any(a <= s[0] and s[1] <= b for a, b in steps[:i])]
   assert len(outermost) == 3  # (the Python and the C++ dispatch each record a step, one inside the other)
+  profile = bench.top_ops(str(tmp_path), limit=5)
+  assert profile["trace"] == str(trace) and len(profile["top"]) == 5
+  assert profile["ops_per_step"] == round(profile["ops_per_step"]) > 5, "whole steps, each op in each of the 3"
+  for op in profile["top"]:
+    assert op["calls_per_step"] == pytest.approx(round(op["calls_per_step"])) and op["calls_per_step"] >= 1
+    assert op["ms_per_step"] == pytest.approx(op["share"] * profile["ms_per_step"])
+  assert [op["ms_per_step"] for op in profile["top"]] == sorted((op["ms_per_step"] for op in profile["top"]), reverse=True)
+  assert any("fusion" in op["op"] for op in profile["top"])  # XLA's ops of the step, not the host's Python
+  assert bench.format_profile(profile).splitlines()[2].split()[3] == profile["top"][0]["op"]
