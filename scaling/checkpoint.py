@@ -159,13 +159,25 @@ def _flat(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+def _unread(dataset: str) -> set[str]:
+  """The data fields that `dataset` does not read: changing them changes no token."""
+  unread = set() if dataset == "files" else {"data.files"}
+  if dataset in ("pystdlib", "synthetic"):
+    unread.add("data.text_field")
+  if dataset == "synthetic":
+    unread.add("data.val_fraction")
+  return unread
+
+
 def check_same_run(saved_config: dict, config, where: str) -> None:
   """Raise a one-line CheckpointError naming every field outside RESUMABLE whose value in `config`
-  differs from `saved_config` (fields only one of them has, from another version, are not compared)."""
+  differs from `saved_config` (fields only one of them has, from another version, are not compared, nor
+  data fields the dataset does not read)."""
   saved, here = _flat(saved_config), _flat(config.to_dict())
   resumable = lambda k: any(k == r or (r.endswith("*") and k.startswith(r[:-1])) for r in RESUMABLE)
-  differ = [f"{k}={saved[k]!r} there, {here[k]!r} here"
-            for k in sorted(saved.keys() & here.keys()) if saved[k] != here[k] and not resumable(k)]
+  unread = _unread(config.data.dataset)
+  differ = [f"{k}={saved[k]!r} there, {here[k]!r} here" for k in sorted(saved.keys() & here.keys())
+            if saved[k] != here[k] and not resumable(k) and k not in unread]
   if differ:
     raise CheckpointError(f"{where} was saved by a run of another config ({'; '.join(differ)}); "
                           "use a fresh --workdir, or the values it was saved with")

@@ -263,12 +263,12 @@ def test_workdir_of_another_run_config_is_one_line(straight, capsys):
   """Fields that change the tokens a step sees or what it computes must be as saved; train.steps may
   not fall below the checkpoint's step."""
   workdir, _, _ = straight
-  changed = {"train.batch_size": 16, "data.seq_len": 64, "seed": 1, "objective": "mlm", "data.files": "*.md",
+  changed = {"train.batch_size": 16, "data.seq_len": 64, "seed": 1, "objective": "mlm", "data.dataset": "pystdlib",
              "model.dropout": 0.1, "optim.warmup_steps": 3}
   assert train.main(worker.argv(workdir, **changed)) == 2
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
-      f"error: {workdir / 'checkpoints'} (step 10) was saved by a run of another config (data.files='' there, "
-      "'*.md' here; data.seq_len=32 there, 64 here; model.dropout=0.0 there, 0.1 here; objective='causal_lm' there, "
+      f"error: {workdir / 'checkpoints'} (step 10) was saved by a run of another config (data.dataset='synthetic' "
+      "there, 'pystdlib' here; data.seq_len=32 there, 64 here; model.dropout=0.0 there, 0.1 here; objective='causal_lm' there, "
       "'mlm' here; optim.warmup_steps=2 there, 3 here; seed=0 there, 1 here; train.batch_size=8 there, 16 here); "
       "use a fresh --workdir, or the values it was saved with")
   assert train.main(worker.argv(workdir, **{"train.steps": 9})) == 2
@@ -280,13 +280,13 @@ def test_workdir_of_another_run_config_is_one_line(straight, capsys):
 
 def test_resume_with_more_steps_and_other_bookkeeping(straight, tmp_path):
   """What RESUMABLE allows: 2 more steps, logged and saved otherwise, on another mesh layout, with a
-  lower learning rate; D and C count all 12 steps."""
+  lower learning rate, and data fields the synthetic dataset does not read; D and C count all 12 steps."""
   workdir, _, reference_losses = straight
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
   bookkeeping = {"train.steps": 12, "train.log_every": 2, "train.eval_batches": 1, "checkpoint.every": 0,
                  "checkpoint.keep": 1, "checkpoint.async_save": False, "data.data_dir": str(tmp_path / "moved"),
                  "data.prefetch": 0, "optim.lr": 5e-4, "optim.accum_steps": 2, "model.remat": "full",
-                 "mesh.fsdp": 1, "family": "renamed"}
+                 "mesh.fsdp": 1, "family": "renamed", "data.files": "unread/*.txt", "data.val_fraction": 0.5}
   summary = train.train(worker.load(**bookkeeping), str(tmp_path))
   logged = losses(tmp_path)
   assert sorted(logged) == list(range(1, STEPS + 1)) + [12]
