@@ -268,9 +268,9 @@ def test_workdir_of_another_run_config_is_one_line(straight, capsys):
   assert train.main(worker.argv(workdir, **changed)) == 2
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
       f"error: {workdir / 'checkpoints'} (step 10) was saved by a run of another config (data.dataset='synthetic' "
-      "there, 'pystdlib' here; data.seq_len=32 there, 64 here; model.dropout=0.0 there, 0.1 here; objective='causal_lm' there, "
-      "'mlm' here; optim.warmup_steps=2 there, 3 here; seed=0 there, 1 here; train.batch_size=8 there, 16 here); "
-      "use a fresh --workdir, or the values it was saved with")
+      "there, 'pystdlib' here; data.seq_len=32 there, 64 here; model.dropout=0.0 there, 0.1 here; "
+      "objective='causal_lm' there, 'mlm' here; optim.warmup_steps=2 there, 3 here; seed=0 there, 1 here; "
+      "train.batch_size=8 there, 16 here); use a fresh --workdir, or the values it was saved with")
   assert train.main(worker.argv(workdir, **{"train.steps": 9})) == 2
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
       f"error: {workdir / 'checkpoints'} (step 10) is past config.train.steps=9: set it to 10 or more to "
