@@ -101,6 +101,7 @@ def test_profile_traces_three_training_steps(tmp_path):
   for op in profile["top"]:
     assert op["calls_per_step"] == pytest.approx(round(op["calls_per_step"])) and op["calls_per_step"] >= 1
     assert op["ms_per_step"] == pytest.approx(op["share"] * profile["ms_per_step"])
-  assert [op["ms_per_step"] for op in profile["top"]] == sorted((op["ms_per_step"] for op in profile["top"]), reverse=True)
+  times = [op["ms_per_step"] for op in profile["top"]]
+  assert times == sorted(times, reverse=True)
   assert any("fusion" in op["op"] for op in profile["top"])  # XLA's ops of the step, not the host's Python
   assert bench.format_profile(profile).splitlines()[2].split()[3] == profile["top"][0]["op"]
