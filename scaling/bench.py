@@ -97,13 +97,12 @@ def top_ops(profile_dir: str, limit: int = 12) -> dict:
              and str(e.get("args", {}).get("name", "")).startswith("/device:")}
   ops = [e for e in events if e.get("ph") == "X" and (
       e.get("pid") in devices if devices else "train_step" in str(e.get("args", {}).get("hlo_module", "")))]
-  time, calls = collections.Counter(), collections.Counter()
+  time, calls = collections.Counter(), collections.Counter(e["name"] for e in ops)
   for e in ops:
     time[e["name"]] += e["dur"] / 1e3 / PROFILED_STEPS  # microseconds -> ms per step
-    calls[e["name"]] += 1 / PROFILED_STEPS
   total = sum(time.values())
   return {"trace": str(trace), "ops_per_step": len(ops) / PROFILED_STEPS, "ms_per_step": total,
-          "top": [{"op": name, "ms_per_step": ms, "share": ms / total, "calls_per_step": calls[name]}
+          "top": [{"op": name, "ms_per_step": ms, "share": ms / total, "calls_per_step": calls[name] / PROFILED_STEPS}
                   for name, ms in time.most_common(limit)]}
 
 
