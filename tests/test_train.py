@@ -101,7 +101,8 @@ def test_a_workdir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
              "--config.data.dataset=synthetic", "--config.optim.warmup_steps=1", "--config.train.log_every=1",
              "--config.train.progress=false", "--config.checkpoint.every=0"]
   long = command + ["--config.train.steps=100000"]
-  first = subprocess.Popen(long, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  log = tmp_path / "first.log"  # a file, not a pipe: a full pipe would block its logging, and its training
+  first = subprocess.Popen(long, stdout=subprocess.DEVNULL, stderr=log.open("w"))
   try:
     deadline = time.time() + 120
     while not (workdir / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
@@ -111,7 +112,7 @@ def test_a_workdir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
     assert second.stderr == (f"error: --workdir={workdir} is in use by another run (pid {first.pid} on "
                              f"{socket.gethostname()}): wait for it to end, or use another --workdir\n")
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=120) == 75, first.stderr.read()
+    assert first.wait(timeout=120) == 75, log.read_text()[-2000:]
   finally:
     if first.poll() is None:
       first.kill()
