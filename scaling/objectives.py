@@ -3,7 +3,8 @@
 Losses are sums over the batch's weighted positions, not means: the step divides by the total
 weight after accumulating microbatches, so accumulation is exactly the big batch. Logits are cast to
 float32 for the softmax; with `model.logits_chunk` they are formed a chunk of positions at a time.
-The key is the training step's randomness (dropout, MLM masking); evaluation passes None.
+The key is the dropout key of the step or microbatch; evaluation passes None. An objective in PREPARE
+has the whole batch prepared first (BERT's masks, drawn from the step's key or, in evaluation, a fixed one).
 """
 
 from __future__ import annotations
@@ -65,24 +66,40 @@ def mask_tokens(key, tokens, real, tokenizer):
   return jnp.where(selected, replaced, tokens).astype(tokens.dtype), selected
 
 
-def masked_lm_sums(model, batch, key, config):
-  """Mask the batch, encode it, and sum the MLM loss over the selected positions.
+def mask_batch(batch, key, config):
+  """BERT's masking of a whole batch, before the step cuts it into microbatches (so that accumulating
+  masks exactly what the big batch would): 'inputs' masked (mask_tokens), 'targets' the original
+  tokens, 'weights' 1 at the selected positions and 'real' at the positions attended to. With
+  next-sentence labels also, on every row, 'nsp_rows' (0 on the padding rows of an evaluation's last
+  batch) and 'nsp_scale', the batch's selected count over its pair count: the NSP sum times it is the
+  batch's mean NSP loss once the step divides by the selected count.
 
   batch: 'inputs', 'weights' (> 0 at real tokens, which are attended to and may be selected; packed
-  windows mark tokens with a real successor, the same but for a split's last token) and optionally
-  'segments'. -> (hidden states, summed loss, stats {'ce', 'weight', 'correct'}).
+  windows mark tokens with a real successor, the same but for a split's last token), optionally
+  'segments' and 'nsp_label'.
   """
   tokenizer = get_tokenizer(config.data)
   if tokenizer.mask_id is None:
     raise DataError(f"config.data.tokenizer={config.data.tokenizer!r} has no [MASK] piece, which MLM needs"
                     " (train one with: python -m scaling.data.tokenizer train)")
-  mask_key, dropout_key = (jax.random.key(EVAL_MASK_KEY), None) if key is None else jax.random.split(key)
   real = batch["weights"] > 0
-  inputs, selected = mask_tokens(mask_key, batch["inputs"], real, tokenizer)
-  h = model.hidden(inputs, segments=batch.get("segments"), padding=real, key=dropout_key)
+  inputs, selected = mask_tokens(key, batch["inputs"], real, tokenizer)
   weights = selected.astype(jnp.float32)
-  ce, z, correct = token_losses(model, h, batch["inputs"], weights, config.optim.z_loss, config.model.logits_chunk)
-  return h, ce + z, {"ce": ce, "weight": weights.sum(), "correct": correct}
+  masked = {**batch, "inputs": inputs, "targets": batch["inputs"], "weights": weights, "real": real}
+  if "nsp_label" in batch:
+    rows = batch["weights"][:, 0]
+    masked["nsp_rows"] = rows
+    masked["nsp_scale"] = jnp.full(rows.shape, weights.sum() / jnp.maximum(rows.sum(), 1.0))
+  return masked
+
+
+def masked_lm_sums(model, batch, key, config):
+  """Encode a batch masked by mask_batch and sum the MLM loss over its selected positions.
+  -> (hidden states, summed loss, stats {'ce', 'weight', 'correct'})."""
+  h = model.hidden(batch["inputs"], segments=batch.get("segments"), padding=batch["real"], key=key)
+  ce, z, correct = token_losses(model, h, batch["targets"], batch["weights"], config.optim.z_loss,
+                                config.model.logits_chunk)
+  return h, ce + z, {"ce": ce, "weight": batch["weights"].sum(), "correct": correct}
 
 
 def mlm(model, batch, key, config):
@@ -93,18 +110,17 @@ def mlm(model, batch, key, config):
 
 def mlm_nsp(model, batch, key, config):
   """Masked LM plus next-sentence prediction on segment pairs (scaling/data/pairs.py): the loss is the
-  mean MLM loss plus the mean NSP loss. The NSP sum is scaled by the batch's masked count over its
-  pair count, since the step divides by the masked count; with accumulation, microbatches' NSP means
-  are weighted by their masked counts."""
+  mean MLM loss plus the mean NSP loss of the whole batch, also under accumulation (mask_batch's
+  'nsp_scale')."""
   h, loss, stats = masked_lm_sums(model, batch, key, config)
   logits = model.pooler(h).astype(jnp.float32)
-  labels = batch["nsp_label"][:, 0]
-  rows = batch["weights"][:, 0]  # 0 on the padding rows of an evaluation's last batch
+  labels, rows = batch["nsp_label"][:, 0], batch["nsp_rows"]
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
   stats["nsp_ce"] = ((jax.nn.logsumexp(logits, axis=-1) - label_logit) * rows).sum()
   stats["nsp_correct"] = ((jnp.argmax(logits, axis=-1) == labels) * rows).sum()
   stats["nsp_count"] = rows.sum()
-  return loss + stats["nsp_ce"] * stats["weight"] / jnp.maximum(stats["nsp_count"], 1.0), stats
+  return loss + stats["nsp_ce"] * batch["nsp_scale"][0], stats
 
 
 OBJECTIVES = {"causal_lm": causal_lm, "mlm": mlm, "mlm_nsp": mlm_nsp}
+PREPARE = {"mlm": mask_batch, "mlm_nsp": mask_batch}  # what the step does to the whole batch first

@@ -42,6 +42,8 @@ class Trainer:
                             "step": sharding.replicated(mesh)}
     self.batch_sharding = sharding.batch_sharding(mesh, self.rules)
     self.objective = functools.partial(objectives.OBJECTIVES[config.objective], config=config)
+    prepare = objectives.PREPARE.get(config.objective)
+    self.prepare = prepare and functools.partial(prepare, config=config)
     self.init = jax.jit(self._init, out_shardings=self.state_shardings)
     self.train_step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.batch_sharding),
                               out_shardings=(self.state_shardings, None), donate_argnums=0)
@@ -66,6 +68,9 @@ class Trainer:
     """One optimizer update over the whole batch, accumulated over `optim.accum_steps` microbatches."""
     params, accum = state["params"], self.config.optim.accum_steps
     key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
+    if self.prepare is not None:  # before the microbatches: they are masked as the whole batch would be
+      mask_key, key = jax.random.split(key)
+      batch = self.prepare(batch, mask_key)
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
     if accum == 1:
       (_, stats), grads = grad_fn(params, batch, key)
@@ -93,5 +98,7 @@ class Trainer:
     return {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
   def _eval_step(self, params, batch):
+    if self.prepare is not None:  # every evaluation masks the same positions
+      batch = self.prepare(batch, jax.random.key(objectives.EVAL_MASK_KEY))
     _, stats = self._loss(params, batch, None)
     return stats

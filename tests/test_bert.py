@@ -135,9 +135,8 @@ def test_mlm_loss_is_only_on_the_selected_positions():
   batch = jax.tree.map(jnp.asarray, encoder_batch(cfg))
   net = model.Transformer(ml_collections.FrozenConfigDict(cfg.model), rngs=nnx.Rngs(0))
   key = jax.random.key(3)
-  loss, stats = jax.jit(lambda b, k: objectives.mlm(net, b, k, cfg))(batch, key)
-  mask_key, _ = jax.random.split(key)
-  masked, selected = objectives.mask_tokens(mask_key, batch["inputs"], batch["weights"] > 0, BYTE)
+  loss, stats = jax.jit(lambda b, k: objectives.mlm(net, objectives.mask_batch(b, k, cfg), None, cfg))(batch, key)
+  masked, selected = objectives.mask_tokens(key, batch["inputs"], batch["weights"] > 0, BYTE)
   logits = jax.jit(lambda t, b: net(t, segments=b["segments"], padding=b["weights"] > 0))(masked, batch)
   logp = jax.nn.log_softmax(logits, axis=-1)
   target_logp = np.take_along_axis(np.asarray(logp), np.asarray(batch["inputs"])[..., None], -1)[..., 0]
@@ -153,9 +152,9 @@ def test_nsp_loss_is_the_mean_over_real_rows_added_to_the_mean_mlm_loss():
   cfg = tiny(objective="mlm_nsp")
   batch = jax.tree.map(jnp.asarray, encoder_batch(cfg))
   net = model.Transformer(ml_collections.FrozenConfigDict(cfg.model), rngs=nnx.Rngs(0))
-  loss, stats = jax.jit(lambda b, k: objectives.mlm_nsp(net, b, k, cfg))(batch, jax.random.key(3))
-  mask_key, _ = jax.random.split(jax.random.key(3))
-  masked, _ = objectives.mask_tokens(mask_key, batch["inputs"], batch["weights"] > 0, BYTE)
+  loss, stats = jax.jit(lambda b, k: objectives.mlm_nsp(net, objectives.mask_batch(b, k, cfg), None, cfg))(
+      batch, jax.random.key(3))
+  masked, _ = objectives.mask_tokens(jax.random.key(3), batch["inputs"], batch["weights"] > 0, BYTE)
   nsp = jax.jit(lambda t, b: net.pooler(net.hidden(t, segments=b["segments"], padding=b["weights"] > 0)))
   logp = np.asarray(jax.nn.log_softmax(nsp(masked, batch), axis=-1))[:3]  # the fourth row is padding
   labels = np.asarray(batch["nsp_label"])[:3, 0]
@@ -163,6 +162,26 @@ def test_nsp_loss_is_the_mean_over_real_rows_added_to_the_mean_mlm_loss():
   np.testing.assert_allclose(stats["nsp_ce"], -logp[np.arange(3), labels].sum(), rtol=1e-5)
   assert stats["nsp_correct"] == (logp.argmax(-1) == labels).sum()
   np.testing.assert_allclose(loss / stats["weight"], stats["ce"] / stats["weight"] + stats["nsp_ce"] / 3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["mlm", "mlm_nsp"])
+def test_accumulation_equals_the_big_batch(objective):
+  """The masks are drawn for the whole batch and NSP is the whole batch's mean, so accumulating 2
+  microbatches (without dropout) is the big batch's update, the padding row in one microbatch only."""
+  results = []
+  for accum in (1, 2):
+    cfg = tiny(objective=objective, **{"optim.accum_steps": accum, "optim.warmup_steps": 0, "optim.eps": 1.0,
+                                       "model.dropout": 0.0, "model.pooler": objective == "mlm_nsp"})
+    trainer = make_trainer(cfg)
+    state = trainer.init()
+    metrics = []
+    for seed in range(2):
+      state, m = trainer.train_step(state, encoder_batch(cfg, seed))
+      metrics.append((float(m["loss"]), float(m["grad_norm"])))
+    results.append((metrics, jax.device_get(state["params"])))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-6)
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
 def test_nsp_without_the_pooler_is_a_config_error():
