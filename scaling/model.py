@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling.config import ConfigError
+from scaling import sharding
 from scaling.sharding import constrain
 
 POSITIONS = ("rope", "learned", "sinusoidal", "none")
@@ -44,14 +45,14 @@ def head_dim(m) -> int:
 
 def compute_dtype(m):
   if m.dtype == "auto":
-    return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    return jnp.float32 if sharding.platform() == "cpu" else jnp.bfloat16
   return jnp.dtype(m.dtype)
 
 
 def attention_impl(m, dtype) -> str:
   """cuDNN flash attention on GPU for half-precision inputs, XLA's attention otherwise; an explicit
   `cudnn` where cuDNN can't run it is a ConfigError."""
-  backend, half = jax.default_backend(), jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+  backend, half = sharding.platform(), jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
   cudnn_fits = backend == "gpu" and half and head_dim(m) <= 128
   if m.attention == "cudnn" and not cudnn_fits:
     raise ConfigError(

@@ -135,6 +135,14 @@ def use_rules(mesh: Mesh, rules):
     _ACTIVE.pop()
 
 
+def platform() -> str:
+  """The platform being traced for: that of the mesh under `use_rules` (a GPU the step is compiled for
+  ahead of time, with no GPU here: `scaling.bench --target`), else JAX's default backend."""
+  if _ACTIVE:
+    return _ACTIVE[-1][0].devices.flat[0].platform
+  return jax.default_backend()
+
+
 def constrain(x: jax.Array, axes) -> jax.Array:
   """Pin activation `x` (one logical name or None per dimension) to the mesh by the active rules.
 

@@ -7,11 +7,13 @@
 #
 # LEVERs (default: all, in this order): baseline xla-attention scan scan-unroll2 remat-dots remat-full
 # chunked-ce bf16-moments batch32 no-triton-gemm no-command-buffer. BENCH_ARGS adds arguments to every
-# run (default "--batch 16 --steps 20 --warmup 3"). `python3 -m scaling.bench --table OUT` prints the table.
+# run (default "--batch 16 --steps 20 --warmup 3"; "--batch 16 --target h100" compiles each lever for an
+# H100 on a machine without one: memory and kernels, no timing). `python3 -m scaling.bench --table OUT`
+# prints the table.
 set -uo pipefail
 
 if [[ $# -lt 2 ]]; then
-  sed -n '2,10p' "$0" >&2
+  sed -n '2,12p' "$0" >&2
   exit 2
 fi
 config=$1 out=$2

@@ -4,12 +4,18 @@ import gzip
 import json
 import os
 import subprocess
+import sys
 
+import jax
 import pytest
 
-from scaling import bench, flops
+from scaling import bench, flops, sharding
 from scaling import config as config_lib
 from scaling.steps import Trainer
+from scaling.train import resolve
+
+needs_cuda_plugin = pytest.mark.skipif(not bench.has_cuda_plugin(),
+                                       reason="compiling for a GPU needs JAX's CUDA plugin: pip install -e '.[gpu]'")
 
 
 def test_benchmark_times_the_training_step(monkeypatch):
@@ -123,3 +129,104 @@ def test_profile_of_an_accelerator_counts_its_kernels_only(tmp_path):
   assert profile["ops_per_step"] == 4 and profile["ms_per_step"] == pytest.approx(0.91)
   assert [(o["op"], o["calls_per_step"]) for o in profile["top"]] == [("gemm", 2), ("fmha", 1), ("loop_add_fusion", 1)]
   assert [o["ms_per_step"] for o in profile["top"]] == pytest.approx([0.5, 0.4, 0.01])
+
+
+HLO = """HloModule jit__train_step, entry_computation_layout={()->()}
+
+%body (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %p = (s32[], f32[8]) parameter(0)
+  %fmha = (bf16[2,4], u8[0]) custom-call(%x), custom_call_target="__cudnn$fmhaSoftmax", metadata={op_name="jit(_train_step)/jvp()/attn"}
+  %gemm_fusion = bf16[2,4]{1,0:T(8,128)} fusion(%y), kind=kCustom, calls=%g, metadata={op_name="jit(_train_step)/transpose(jvp())/dot_general"}, backend_config={"fusion_backend_config":{"kind":"__triton_gemm"}}
+  ROOT %t = (s32[], f32[8]) tuple(%i, %z)
+}
+
+%cond (p: (s32[], f32[8])) -> pred[] {
+  %p = (s32[], f32[8]) parameter(0)
+  ROOT %lt = pred[] compare(%a, %b), direction=LT
+}
+
+ENTRY %main.7 (Arg_0.1: f32[8]) -> (f32[8], f32[]) {
+  %Arg_0.1 = f32[8]{0} parameter(0)
+  %w = (s32[], f32[8]) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  %gte = f32[8]{0} get-tuple-element(%w), index=1
+  %ars = f32[8]{0} all-reduce-start(%gte), replica_groups={}, to_apply=%add
+  %ard = f32[8]{0} all-reduce-done(%ars)
+  %cublas = (f32[8,8], s8[0]) custom-call(%a, %b), custom_call_target="__cublas$gemm", metadata={op_name="jit(_train_step)/jvp()/dot_general"}
+  %reduce_fusion = f32[] fusion(%ard), kind=kInput, calls=%r, metadata={op_name="jit(_train_step)/reduce_sum"}
+  %bc = f32[8]{0} bitcast(%ard)
+  ROOT %out = (f32[8], f32[]) tuple(%bc, %reduce_fusion)
+}
+"""
+
+
+def test_kernel_census_counts_loops_by_their_trips():
+  """A loop body's kernels count once per trip; bookkeeping ops (tuples, bitcasts, parameters, the loop's
+  condition, an async op's -done) launch nothing; the op's name says forward, backward or neither."""
+  assert bench.kernel_census(HLO) == {"total": 3 * 2 + 3, "forward": 3 + 1, "backward": 3, "update": 2,
+                                      "matmul": 3 + 1, "attention": 3, "collective": 1, "other": 1}
+
+
+def test_memory_verdict_follows_jax_preallocation():
+  gib = 2**30
+  assert bench.memory_verdict(60 * gib, 80 * gib) == "fits JAX's default 75% preallocation"
+  assert bench.memory_verdict(61 * gib, 80 * gib).startswith("needs XLA_PYTHON_CLIENT_MEM_FRACTION=0.95")
+  assert bench.memory_verdict(77 * gib, 80 * gib).startswith("does not fit: lower the batch")
+
+
+def test_target_mistakes_are_one_line(capsys):
+  for argv, message in (
+      (["--target=h200x"], "--target h200x: no such GPU; known: h100, or the path of a .txtpb GPU description"),
+      (["--target=h100", "--profile=p"], "--profile traces a run on a device; --target compiles without running"),
+      (["--target=h100", "--devices=0"], "--devices=0 must be at least 1"),
+      (["--devices=2"], "--devices goes with --target; a run uses this machine's devices")):
+    assert bench.main(["--config=configs/lm.py:50k", *argv]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def compile_for_h100(tmp_path, *args, label="-"):
+  """Records of `scaling.bench --target h100` (in a process of its own: the CUDA plugin must start with
+  JAX, here without a GPU) for lm.py:1m at batch 8 x seq 128."""
+  out = tmp_path / "compiled.jsonl"
+  result = subprocess.run([sys.executable, "-m", "scaling.bench", "--config=configs/lm.py:1m", "--batch=8", "--seq=128",
+                           "--target=h100", f"--json={out}", f"--label={label}", *args],
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(out.read_text().splitlines()[-1]), result.stdout
+
+
+@needs_cuda_plugin
+def test_compiles_the_training_step_for_an_h100_without_one(tmp_path, capsys):
+  """The step compiles for the GPU: bfloat16 and cuDNN flash attention chosen for it (this machine is a CPU),
+  XLA's memory plan holds exactly the state and the batch, and every layer's attention is one cuDNN kernel
+  forward and one backward, also inside a scanned loop."""
+  record, out = compile_for_h100(tmp_path, label="baseline")
+  layers = 5
+  assert record["device"] == "NVIDIA H100 80GB HBM3" and record["devices"] == 1 and record["target"] == "h100"
+  assert record["kernels"]["attention"] == 2 * layers
+  assert record["kernels"]["matmul"] > 0 and record["kernels"]["collective"] == 0
+  k = record["kernels"]
+  assert k["total"] == k["forward"] + k["backward"] + k["update"] == k["matmul"] + k["attention"] + k["other"]
+  cfg, _ = resolve(config_lib.load("configs/lm.py:1m", {"train.batch_size": 8, "data.seq_len": 128}))
+  state = Trainer(cfg, sharding.make_mesh(cfg.mesh, jax.devices()[:1])).abstract_state()
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  assert record["argument_bytes"] == state_bytes + 8 * 128 * 4 * 3  # inputs, targets (int32) and weights (float32)
+  assert record["device_memory_bytes"] == 84942979072 and record["peak_bytes"] > record["argument_bytes"]
+  assert "compiled for 1 x NVIDIA H100 80GB HBM3" in out and "fits JAX's default 75% preallocation" in out
+  assert f"cuDNN attention {2 * layers}" in out
+
+  xla, _ = compile_for_h100(tmp_path, "--config.model.attention=xla", label="xla-attention")
+  assert xla["kernels"]["attention"] == 0 and xla["argument_bytes"] == record["argument_bytes"]
+  scan, _ = compile_for_h100(tmp_path, "--config.model.scan_layers=true", label="scan")
+  assert scan["kernels"]["attention"] == 2 * layers and scan["argument_bytes"] == record["argument_bytes"]
+  fsdp, _ = compile_for_h100(tmp_path, "--devices=2", label="fsdp2")
+  assert fsdp["devices"] == 2 and fsdp["kernels"]["collective"] > 0
+  assert record["argument_bytes"] / 2 <= fsdp["argument_bytes"] < record["argument_bytes"]
+
+  assert bench.main([f"--table={tmp_path / 'compiled.jsonl'}"]) == 0
+  table = capsys.readouterr().out.splitlines()
+  assert table[0].startswith("| lever | config | changes | compiled for | batch x seq | peak memory") and len(table) == 6
+  k = record["kernels"]
+  assert table[2] == (f"| baseline | lm:1m | - | 1 x NVIDIA H100 80GB HBM3 | 8 x 128 | {record['peak_bytes'] / 2**30:.1f} GiB"
+                      f" | {k['total']:,} | {k['forward']:,} / {k['backward']:,} / {k['update']:,} | {k['matmul']:,} | 10 | "
+                      f"{record['compile_s']:.0f} s |")
+  assert table[5].startswith("| fsdp2 | lm:1m | - | 2 x NVIDIA H100 80GB HBM3 | 8 x 128 |")
