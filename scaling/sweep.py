@@ -267,7 +267,19 @@ def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_
     distance = [abs(math.log(budget / s.flops_per_token / s.n / tokens_per_param)) for s in feasible]
     center = distance.index(min(distance))
     start = min(max(center - (num_sizes - 1) // 2, 0), len(feasible) - num_sizes)
-    for shape in feasible[start:start + num_sizes]:
+    chosen = feasible[start:start + num_sizes]
+    per_param = [budget / s.flops_per_token / s.n for s in chosen]  # tokens per parameter, largest first
+    if not per_param[0] > tokens_per_param > per_param[-1]:  # the ladder ends before the expected optimum
+      few = per_param[0] <= tokens_per_param
+      edge = chosen[0] if few else chosen[-1]
+      raise SweepError(
+          f"isoflop: budget {budget:.3g} FLOPs: its shapes {chosen[0].spec} to {chosen[-1].spec} train "
+          f"{per_param[-1]:.3g} to {per_param[0]:.3g} tokens per parameter, all {'below' if few else 'above'} "
+          f"tokens_per_param={tokens_per_param:g}, so their IsoFLOP curve would have no minimum; "
+          + (f"raise the budget above {edge.flops_per_token * edge.n * tokens_per_param:.3g} FLOPs or add smaller sizes"
+             if few else
+             f"lower the budget below {edge.flops_per_token * edge.n * tokens_per_param:.3g} FLOPs or add larger sizes"))
+    for shape in chosen:
       fit = fit_steps(budget, shape.flops_per_token * shape.seq, range(shape.batch, 0, -batch_multiple))
       if fit is None:
         raise SweepError(f"isoflop: no batch size (a multiple of {batch_multiple}, at most {shape.batch}) brings "

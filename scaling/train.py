@@ -238,6 +238,7 @@ def train(config, workdir: str) -> dict:
         if log_now:
           kept = [m for m in interval if finite(m)] or interval  # skipped steps are not averaged
           last_train = {k: float(np.mean([m[k] for m in kept])) for k in kept[0]}
+          last_train["lr"] = float(interval[-1]["lr"])  # the schedule at this step, not the interval's mean
           if interval_steps:
             elapsed = interval_time + time.time() - interval_start
             train_time += elapsed

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -115,7 +116,7 @@ def test_isoflop_rounds_steps_within_1pct_with_a_smaller_batch():
   assert sweep.fit_steps(20.4 * 160_000, 10_000, [16]) is None  # 20 steps of 16 x 10,000 FLOPs: 2% off
   batch, steps = sweep.fit_steps(20.4 * 160_000, 10_000, range(16, 0, -2))
   assert batch < 16 and abs(steps * batch * 10_000 - 20.4 * 160_000) <= 0.01 * 20.4 * 160_000
-  design = dict(sizes=["10k", "25k", "50k"], num_sizes=2, min_steps=10,
+  design = dict(sizes=["10k", "25k", "50k"], num_sizes=2, min_steps=10, tokens_per_param=0.25,
                 overrides={"data.seq_len": 32, "train.batch_size": 8})
   runs = sweep.isoflop("configs/lm.py", [1e9], batch_multiple=2, **design)
   assert [r.size for r in runs] == ["10k", "25k"] and all(abs(r.flops - 1e9) <= 1e7 for r in runs)
@@ -128,6 +129,19 @@ def test_isoflop_budget_too_small_is_a_clear_error():
   with pytest.raises(sweep.SweepError, match=r"budget 1e\+09 FLOPs is too small for 4 sizes: configs/lm.py:10k would "
                      r"train .* steps of batch 16 \(min_steps=20\); raise the budget to at least"):
     sweep.isoflop("configs/lm.py", [1e9], sizes=lm.LADDER, overrides={"data.seq_len": 128, "train.batch_size": 16})
+
+
+def test_isoflop_design_that_cannot_bracket_the_optimum_is_a_clear_error():
+  """At the ladder's ends the chosen shapes all train too few (or too many) tokens per parameter: their
+  IsoFLOP curve has no minimum, which the design says before any compute is spent."""
+  design = dict(sizes=lm.LADDER, num_sizes=4, overrides={"data.seq_len": 128, "train.batch_size": 4})
+  with pytest.raises(sweep.SweepError, match=re.escape(
+      "isoflop: budget 3e+10 FLOPs: its shapes configs/lm.py:10k to configs/lm.py:100k train 0.268 to 6.64 tokens per "
+      "parameter, all below tokens_per_param=40, so their IsoFLOP curve would have no minimum; raise the budget above "
+      "1.81e+11 FLOPs or add smaller sizes")):
+    sweep.isoflop("configs/lm.py", [3e10], tokens_per_param=40, **design)
+  with pytest.raises(sweep.SweepError, match=r"all above tokens_per_param=0\.001, .*; lower the budget below"):
+    sweep.isoflop("configs/lm.py", [3e10], tokens_per_param=0.001, **design)
 
 
 # --- bad input through the CLI ------------------------------------------------------------------------

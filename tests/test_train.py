@@ -12,7 +12,7 @@ import time
 import pytest
 
 from scaling import config as config_lib
-from scaling import bench, data, flops, train
+from scaling import bench, data, flops, optim, train
 
 STEPS, BATCH, SEQ = 40, 8, 32
 
@@ -60,9 +60,12 @@ def test_metrics_every_log_step_and_evals(run):
   train_steps = [r["step"] for r in records if r["split"] == "train"]
   assert train_steps == list(range(5, STEPS + 1, 5))
   assert [r["step"] for r in records if r["split"] == "eval"] == [20, 40]
+  schedule = optim.schedule(config_lib.load("configs/lm.py:100k", {
+      "train.steps": STEPS, "optim.lr": 3e-3, "optim.warmup_steps": 5}))
   for r in records:
     if r["split"] == "train":
       assert {"loss", "lr", "grad_norm", "tokens_per_s", "step_time_ms"} <= set(r) and r["tokens_per_s"] > 0
+      assert r["lr"] == pytest.approx(float(schedule(r["step"] - 1)), rel=1e-6), "the rate of the record's step"
   events = glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
   assert len(events) == 1
   content = open(events[0], "rb").read()
