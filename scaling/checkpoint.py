@@ -187,9 +187,9 @@ class Checkpoints:
   """workdir/checkpoints: saves every `checkpoint.every` steps and at the end, keeps the last
   `checkpoint.keep`, resumes from the newest readable step. Without a config, read-only (export)."""
 
-  def __init__(self, workdir: str, config=None):
+  def __init__(self, workdir: str, config=None, dataset: str = ""):
     self.directory = Path(workdir).absolute() / "checkpoints"
-    self.config = config
+    self.config, self.dataset = config, dataset  # dataset: data.dataset_identity, which a resume must match
     k = config.checkpoint if config is not None else None
     if k is not None and jax.process_index() == 0:
       for partial in sorted(self.directory.glob("*.orbax-checkpoint-tmp*")):  # the manager deletes them
@@ -255,6 +255,10 @@ class Checkpoints:
       where = f"{self.directory} (step {step})"
       check_same_shapes(arrays, target, meta["config"], config, where)
       check_same_run(meta["config"], config, where)
+      if self.dataset and meta.get("dataset", self.dataset) != self.dataset:  # older checkpoints: not recorded
+        raise CheckpointError(f"{where} was trained on {meta['dataset']}, but this run reads {self.dataset}: the "
+                              "corpus changed (another Python's standard library, edited files or another "
+                              "version); resume where it was built, or use a fresh --workdir")
       if step > config.train.steps:
         raise CheckpointError(f"{where} is past config.train.steps={config.train.steps}: set it to {step} or more "
                               "to continue the run, or use a fresh --workdir")

@@ -173,6 +173,7 @@ def train(config, workdir: str) -> dict:
   sharding.check_batch(config, mesh, trainer.rules)
   record = run_record(config)
   batches = data.train_iterator(config, jax.process_index(), jax.process_count())  # a missing dataset stops here
+  dataset = data.dataset_identity(config)
   if lead:
     try:
       os.makedirs(workdir, exist_ok=True)
@@ -181,10 +182,10 @@ def train(config, workdir: str) -> dict:
     hold_workdir(workdir)  # one run at a time: two would write the same checkpoints and metrics
     log.info("mesh %s on %d %s device(s) in %d process(es)", dict(mesh.shape), mesh.size,
              jax.devices()[0].device_kind, jax.process_count())
-    log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token",
-             f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"])
+    log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token; data %s",
+             f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"], dataset)
 
-  checkpoints = checkpoint.Checkpoints(workdir, config)
+  checkpoints = checkpoint.Checkpoints(workdir, config, dataset)
   resumed = checkpoints.resume(trainer, batches)
   if resumed is None:
     state, meta = trainer.init(), {"wall_time_s": 0.0, "train_time_s": 0.0, "skipped_steps": 0, "train": {},
@@ -256,7 +257,7 @@ def train(config, workdir: str) -> dict:
           interval_time += time.time() - interval_start
         if save:  # the step is the RNG state too: dropout keys derive from (seed, step)
           checkpoints.save(step, state, batches.get_state(), wait=stop, meta={
-              "config": config.to_dict(), "wall_time_s": wall_time(),
+              "config": config.to_dict(), "dataset": dataset, "wall_time_s": wall_time(),
               "train_time_s": train_time + interval_time,
               "skipped_steps": skipped, "train": last_train,
               "window": [{k: float(v) for k, v in m.items()} for m in interval]})
@@ -281,7 +282,7 @@ def train(config, workdir: str) -> dict:
 
   D = step * tokens_per_step
   summary = {
-      "family": config.family, "size": config.size, "status": "ok", "steps": step,
+      "family": config.family, "size": config.size, "status": "ok", "steps": step, "dataset": dataset,
       "N": record["N"], "N_nonembed": record["N_nonembed"], "D": D,
       "C": record["flops_per_token"] * D, "C_chinchilla": record["chinchilla_flops_per_token"] * D,
       "train_loss": last_train.get("loss"), "eval_loss": eval_result.get("loss"),

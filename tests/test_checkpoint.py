@@ -27,6 +27,7 @@ from orbax.checkpoint._src.serialization import serialization
 import checkpoint_worker as worker
 from common import make_trainer, one_batch, tiny
 from scaling import checkpoint, metrics, train
+from scaling.data import pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = worker.STEPS
@@ -276,6 +277,20 @@ def test_workdir_of_another_run_config_is_one_line(straight, capsys):
       f"error: {workdir / 'checkpoints'} (step 10) is past config.train.steps=9: set it to 10 or more to "
       "continue the run, or use a fresh --workdir")
   assert not (workdir / "checkpoints/10.unreadable").exists() and steps_saved(workdir) == [9, 10]
+
+
+def test_workdir_trained_on_another_corpus_is_one_line(straight, tmp_path, capsys, monkeypatch):
+  """The same config on another corpus (pystdlib of another Python, edited files) does not resume."""
+  workdir = tmp_path / "run"
+  shutil.copytree(straight[0], workdir)
+  assert straight[1]["dataset"] == "synthetic"
+  monkeypatch.setattr(pipeline, "dataset_identity", lambda config: "pystdlib/py3.99.0-0123456789abcdef:1.0.0")
+  assert train.main(worker.argv(workdir)) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f"error: {workdir / 'checkpoints'} (step 10) was trained on synthetic, but this run reads "
+      "pystdlib/py3.99.0-0123456789abcdef:1.0.0: the corpus changed (another Python's standard library, edited files "
+      "or another version); resume where it was built, or use a fresh --workdir")
+  assert steps_saved(workdir) == [9, 10]
 
 
 def test_resume_with_more_steps_and_other_bookkeeping(straight, tmp_path):

@@ -206,6 +206,21 @@ def test_pystdlib_split_by_file(tmp_path_factory):
   assert not any(p.startswith("site-packages") for p in every)
   windows = pipeline.window_source(config, "train")
   assert windows.cache.num_tokens > 25_000_000  # ~31 MB of source, one byte per token plus EOS
+  built = sources._pystdlib_config(config.data).name
+  assert built.startswith("py{}.{}.{}-".format(*sys.version_info[:3]))  # another Python, another corpus
+  assert pipeline.dataset_identity(config) == f"pystdlib/{built}:{ds_builder.version}"
+
+
+def test_dataset_identity_follows_the_files(tmp_path):
+  """A files dataset is another corpus once a file changes: its identity (kept in checkpoints) says so."""
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "docs/a.txt").write_text("one document\n")
+  config = make_config(dataset="files", files=str(tmp_path / "docs/*.txt"), data_dir=str(tmp_path / "tfds"))
+  first = pipeline.dataset_identity(config)
+  assert first.startswith("text_files/") and first == pipeline.dataset_identity(config)
+  (tmp_path / "docs/a.txt").write_text("one document, edited\n")
+  assert pipeline.dataset_identity(config) != first
+  assert pipeline.dataset_identity(make_config(dataset="synthetic")) == "synthetic"
 
 
 def test_files_dataset_documents_and_split(files_config, text_files):

@@ -3,6 +3,7 @@
   get_tokenizer(config.data)                     -> tokenizer (vocab_size, eos_id, pad_id, encode, decode)
   train_iterator(config, process_index, count)   -> endless checkpointable iterator of numpy batches
   eval_batches(config, process_index, count)     -> the validation split once, as numpy batches
+  dataset_identity(config)                       -> the corpus read, down to its version (for checkpoints)
 
 Datasets (config.data.dataset): 'synthetic' (a seeded Markov chain, no files), 'pystdlib' (the running
 Python's standard library, built on first use), 'files' (config.data.files, a glob) or any TFDS
@@ -13,7 +14,8 @@ import importlib
 
 from scaling.data.errors import DataError
 
-_LAZY = {"get_tokenizer": "tokenizer", "train_iterator": "pipeline", "eval_batches": "pipeline"}
+_LAZY = {"get_tokenizer": "tokenizer", "train_iterator": "pipeline", "eval_batches": "pipeline",
+         "dataset_identity": "pipeline"}
 
 
 def __getattr__(name: str):
@@ -32,4 +34,4 @@ def data_config(**fields):
   return config
 
 
-__all__ = ["DataError", "data_config", "eval_batches", "get_tokenizer", "train_iterator"]
+__all__ = ["DataError", "data_config", "dataset_identity", "eval_batches", "get_tokenizer", "train_iterator"]

@@ -39,6 +39,19 @@ def window_source(config, split: str):
   return sources.TokenWindows.open(d, split)
 
 
+def dataset_identity(config) -> str:
+  """Which corpus a run reads, down to its version: 'synthetic', or the TFDS dataset, its builder config
+  (for pystdlib the Python version and a fingerprint of its files; for files one of their paths, sizes
+  and times) and version. A checkpoint keeps it: a run resumes only on the same corpus."""
+  d = config.data
+  if d.dataset == "synthetic":
+    return "synthetic"
+  from scaling.data import sources
+  ds_builder = sources.builder(d)
+  variant = f"/{ds_builder.builder_config.name}" if ds_builder.builder_config else ""
+  return f"{ds_builder.name}{variant}:{ds_builder.version}"
+
+
 def examples(source, indices: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
   """Read windows `indices` (-1 = padding row) as a batch: targets are inputs shifted by one, and a
   target that is padding (past the end of the split) has weight 0."""
