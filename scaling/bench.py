@@ -346,8 +346,8 @@ def main(argv=None) -> int:
   parser.add_argument("--label", default="", help="a name for this run in the --json record (e.g. the lever)")
   parser.add_argument("--profile", default="", help="also trace 3 steps into this directory (jax.profiler)")
   parser.add_argument("--table", help="print the records of this --json file as a Markdown table, and exit")
-  parser.add_argument("--target", help="compile the step for this GPU instead of running it (h100, or a .txtpb "
-                      "description; needs JAX's CUDA plugin, not the GPU): its memory and kernels")
+  parser.add_argument("--target", help="compile the step for this GPU instead of running it (a100, h100, h200, or a "
+                      ".txtpb description; needs JAX's CUDA plugin, not the GPU): its memory and kernels")
   parser.add_argument("--devices", type=int, default=1, help="with --target: how many of them (the mesh's devices)")
   args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   extra = {"train.batch_size": args.batch, "data.seq_len": args.seq}

@@ -175,7 +175,7 @@ def test_memory_verdict_follows_jax_preallocation():
 
 def test_target_mistakes_are_one_line(capsys):
   for argv, message in (
-      (["--target=h200x"], "--target h200x: no such GPU; known: h100, or the path of a .txtpb GPU description"),
+      (["--target=h200x"], "--target h200x: no such GPU; known: a100, h100, h200, or the path of a .txtpb GPU description"),
       (["--target=h100", "--profile=p"], "--profile traces a run on a device; --target compiles without running"),
       (["--target=h100", "--devices=0"], "--devices=0 must be at least 1"),
       (["--devices=2"], "--devices goes with --target; a run uses this machine's devices")):
