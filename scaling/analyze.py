@@ -68,6 +68,7 @@ class Analysis:
   source: str
   n_rows: int  # data rows in the CSV
   runs: Runs
+  columns: dict[str, str]  # quantity (N, D, C, L) -> the CSV column it came from; a derived one is absent
   settings: dict
   approach3: ChinchillaLaw | None = None
   approach3_seconds: float = math.nan
@@ -99,13 +100,13 @@ def load_runs(
   budgets=None,
   budget_tol: float = 0.02,
   drop_highest_loss: int = 0,
-) -> tuple[Runs, int]:
-  """Runs from a CSV and the number of data rows in it.
+) -> tuple[Runs, int, dict[str, str]]:
+  """Runs from a CSV, the number of data rows in it and the columns used ({"N": "N", ..., "L": "eval_loss"}).
 
   A column given by name must exist; a default one (N, D, C) is used when present. Two of N, D, C
   are needed, the third is derived with C = 6 N D. The loss defaults to eval_loss, else
   train_loss, else loss (the first that is present and not empty). Rows with a ``status`` other
-  than "ok" are skipped.
+  than "ok" are skipped; a ``run_id`` on two of the rows left is an error.
   """
   try:
     with open(csv_path, newline="") as f:
@@ -117,6 +118,8 @@ def load_runs(
   if not header:
     raise AnalysisError(f"{csv_path} is empty")
   n_rows = len(rows)
+  if not rows:
+    raise AnalysisError(f"{csv_path} has no data rows, only a header")
   if "status" in header:
     statuses = Counter((row["status"] or "").strip() or "empty" for _, row in rows)
     rows = [(line, row) for line, row in rows if (row["status"] or "").strip() == "ok"]
@@ -149,6 +152,8 @@ def load_runs(
     if loss_col != DEFAULT_LOSS_COLUMNS[0]:
       warn(f"{DEFAULT_LOSS_COLUMNS[0]} is absent or empty; using {loss_col}")
   columns["L"] = loss_col
+  if "run_id" in header:
+    _check_unique_ids(rows, csv_path)
 
   values = {
     quantity: [_parse_float(row[name], f"line {line}, column {name!r}") for line, row in rows]
@@ -161,8 +166,26 @@ def load_runs(
     budget_tol=budget_tol,
     drop_highest_loss=drop_highest_loss,
     row_names=[f"line {line}" for line, _ in rows],
+    names={quantity: f"column {name!r}" for quantity, name in columns.items()},
   )
-  return runs, n_rows
+  return runs, n_rows, columns
+
+
+def _check_unique_ids(rows, csv_path) -> None:
+  """Raise AnalysisError naming the first run_id that is on more than one row, and its lines."""
+  lines = {}
+  for line, row in rows:
+    run_id = (row["run_id"] or "").strip()
+    if run_id:
+      lines.setdefault(run_id, []).append(line)
+  repeated = {run_id: at for run_id, at in lines.items() if len(at) > 1}
+  if repeated:
+    run_id, at = next(iter(repeated.items()))
+    more = f" ({len(repeated) - 1} more run_id(s) repeat)" if len(repeated) > 1 else ""
+    raise AnalysisError(
+      f"run_id {run_id!r} is on lines {', '.join(map(str, at))} of {csv_path}{more}; each run must appear once "
+      "(was the CSV concatenated?)"
+    )
 
 
 def load_curves(csv_path) -> list[Curve]:
@@ -218,7 +241,7 @@ def analyze(
   _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    runs, n_rows = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss)
+    runs, n_rows, columns = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss)
     settings = {
       "bootstrap resamples": n_boot,
       "seed": seed,
@@ -228,11 +251,11 @@ def analyze(
       "highest losses dropped": drop_highest_loss,
       "hold-out check": holdout,
     }
-    result = Analysis(str(csv_path), n_rows, runs, settings)
+    result = Analysis(str(csv_path), n_rows, runs, columns, settings)
     _fit_all(result, n_boot, seed, huber_delta, progress)
     C_max = float(max(runs.budgets(), default=runs.C.max()))
     for C in predict_budgets or (C_max, 10 * C_max, 100 * C_max):
-      result.predictions += predict(float(C), result.approach3, result.approach2, result.approach1)
+      result.predictions += predict(float(C), runs.flops, result.approach3, result.approach2, result.approach1)
     if holdout:
       try:
         result.holdout = holdout_check(runs, result.approach3 is not None, huber_delta, progress)
@@ -300,7 +323,7 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
   for message in errors:
     warn(f"skipped {message}")
   try:
-    result.kaplan = fit_kaplan(runs)
+    result.kaplan = fit_kaplan(runs, n_boot, seed, progress)
   except AnalysisError as err:
     warn(f"skipped Kaplan L(N): {err}")
 

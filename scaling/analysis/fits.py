@@ -1,8 +1,10 @@
 """Scaling-law fits: Chinchilla approaches 1, 2 and 3, Kaplan-style L(N), bootstrap, prediction, hold-out.
 
-Conventions: N is parameters, D training tokens, C training compute in FLOP (C = 6 N D), L the loss.
-Every law below carries optional bootstrap ``samples`` of its parameter vector; ``estimate`` turns a
-law and a function of it into a value with a percentile interval.
+Conventions: N is parameters, D training tokens, C training compute in FLOP, L the loss. A token costs
+f(N) = C / D FLOPs, taken from the runs (FlopsPerToken): 6 N when C = 6 N D, more under PaLM's count,
+which our sweeps write. Every conversion between C, N and D goes through it. Every law below carries
+optional bootstrap ``samples`` of its parameter vector; ``estimate`` turns a law and a function of it
+into a value with a percentile interval.
 
 References: Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"), Kaplan et al.
 2020 ("Scaling Laws for Neural Language Models"), Besiroglu et al. 2024 ("Chinchilla Scaling: A
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
+from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
 from scipy.optimize import least_squares, minimize
 
 from scaling.errors import UserError
@@ -38,6 +41,9 @@ MIN_POINTS_SATURATING = 4  # E + (x0/x)^gamma has three parameters
 MIN_POINTS_POWER_LAW = 3
 MAX_LOG_COEFFICIENT = 700.0  # exp() of more overflows: a fit that went there is degenerate
 INTERVAL_LEVEL = 0.95
+PROPORTIONAL_TOL = 1e-3  # f/N equal within this (relative) for every run: C = k N D, the closed forms hold
+GOLDEN_ITERATIONS = 64  # golden-section steps: the ln N bracket shrinks by 0.618^64 ~ 4e-14
+MIN_LOG_D_SPREAD = 0.05  # RMS of ln D about a line in ln N below which approach 3 sees one budget
 
 
 class AnalysisError(UserError, ValueError):
@@ -58,20 +64,58 @@ def warn(message: str) -> None:
 
 
 @dataclass(frozen=True)
+class FlopsPerToken:
+  """Training FLOPs per token as a function of N, from the runs' f = C / D: f/N (the mean over the runs
+  of one N) is interpolated in ln N between the runs' N, monotonically and with a continuous slope
+  (PCHIP, flat at the ends), and held at its end values beyond them: with kinks in f (straight
+  segments), the compute-optimal N would stick at the runs' N over ranges of budgets. ``k`` is f/N
+  when it is the same for every run (within PROPORTIONAL_TOL): then C = k N D (k = 6: C = 6 N D) and
+  the compute-optimal frontier has a closed form."""
+
+  log_N: np.ndarray
+  per_param: np.ndarray  # f/N at exp(log_N)
+
+  @classmethod
+  def of_runs(cls, N, D, C) -> FlopsPerToken:
+    sizes, inverse = np.unique(N, return_inverse=True)
+    per_param = np.bincount(inverse, weights=C / (D * N)) / np.bincount(inverse)
+    return cls(np.log(sizes), per_param)
+
+  @property
+  def k(self) -> float | None:
+    lo, hi = self.per_param.min(), self.per_param.max()
+    return float(self.per_param.mean()) if hi <= lo * (1 + PROPORTIONAL_TOL) else None
+
+  @functools.cached_property
+  def _interpolate(self) -> Callable:
+    if len(self.log_N) == 1:
+      return lambda x: np.full_like(x, self.per_param[0])
+    slopes = PchipInterpolator(self.log_N, self.per_param).derivative()(self.log_N)
+    slopes[[0, -1]] = 0.0  # no kink where the interpolation meets the constant ends
+    return CubicHermiteSpline(self.log_N, self.per_param, slopes)
+
+  def __call__(self, N):
+    N = np.asarray(N, dtype=float)
+    return N * self._interpolate(np.clip(np.log(N), self.log_N[0], self.log_N[-1]))
+
+
+@dataclass(frozen=True)
 class Runs:
-  """One row per training run. ``budget`` is the run's IsoFLOP budget in FLOP (NaN: none)."""
+  """One row per training run. ``budget`` is the run's IsoFLOP budget in FLOP (NaN: none); ``flops`` the
+  FLOPs per token of every run's N, which a subset keeps (it is the design's, not a measurement)."""
 
   N: np.ndarray
   D: np.ndarray
   C: np.ndarray
   L: np.ndarray
   budget: np.ndarray
+  flops: FlopsPerToken
 
   def __len__(self) -> int:
     return len(self.L)
 
   def subset(self, idx) -> Runs:
-    return Runs(*(getattr(self, f)[idx] for f in ("N", "D", "C", "L", "budget")))
+    return Runs(*(getattr(self, f)[idx] for f in ("N", "D", "C", "L", "budget")), self.flops)
 
   def budgets(self) -> np.ndarray:
     """The distinct budgets, ascending."""
@@ -91,10 +135,12 @@ def make_runs(
   budget_tol: float = 0.02,
   drop_highest_loss: int = 0,
   row_names=None,
+  names=None,
 ) -> Runs:
   """Validate the arrays, drop the ``drop_highest_loss`` highest losses (Besiroglu et al. drop 5 of
   the Chinchilla points) and derive the missing one of N, D, C with C = 6 N D. ``row_names`` name
-  the rows in error messages (default: "row i").
+  the rows and ``names`` ({"N": ..., "L": ...}) the quantities in messages (default: "row i", "N").
+  Rows that repeat another row's values are warned about (a concatenated CSV counts runs twice).
 
   Budgets: with ``budgets`` (nominal values) each run goes to the nearest one within a factor
   1 + budget_tol, else to none; without, runs whose sorted C differ by at most budget_tol
@@ -107,13 +153,15 @@ def make_runs(
   columns["L"] = np.asarray(L, dtype=float)
   n_rows = len(columns["L"])
   row_names = [f"row {i}" for i in range(n_rows)] if row_names is None else list(row_names)
+  names = {name: name for name in columns} | (names or {})
   for name, v in columns.items():
     if v.shape != (n_rows,):
-      raise AnalysisError(f"{name} has shape {v.shape}, expected ({n_rows},)")
+      raise AnalysisError(f"{names[name]} has shape {v.shape}, expected ({n_rows},)")
     for bad, what in ((~np.isfinite(v), "NaN, empty or infinite"), (np.isfinite(v) & (v <= 0), "non-positive")):
       if bad.any():
         first = row_names[int(np.argmax(bad))]
-        raise AnalysisError(f"{name} is {what} in {bad.sum()} row(s), first at {first}")
+        raise AnalysisError(f"{names[name]} is {what} in {bad.sum()} row(s), first at {first}")
+  _warn_repeated_rows(np.column_stack(list(columns.values())), row_names)
   if drop_highest_loss:
     keep = np.sort(np.argsort(columns["L"], kind="stable")[: max(n_rows - drop_highest_loss, 0)])
     columns = {name: v[keep] for name, v in columns.items()}
@@ -135,7 +183,21 @@ def make_runs(
     )
   elif unassigned.any():
     warn(f"{unassigned.sum()} run(s) are not within {budget_tol:.0%} of a given budget and are not used by approach 2")
-  return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget)
+  flops = FlopsPerToken.of_runs(columns["N"], columns["D"], columns["C"])
+  return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget, flops)
+
+
+def _warn_repeated_rows(values: np.ndarray, row_names: list[str]) -> None:
+  """Warn when rows (N, D, C, loss: the columns given) repeat an earlier row exactly."""
+  _, first, inverse = np.unique(values, axis=0, return_index=True, return_inverse=True)
+  repeats = np.flatnonzero(first[inverse.ravel()] != np.arange(len(values)))
+  if repeats.size:
+    i = repeats[0]
+    warn(
+      f"{repeats.size} row(s) repeat an earlier row exactly (first: {row_names[i]} repeats "
+      f"{row_names[first[inverse.ravel()[i]]]}); each counts as a separate run, so remove copies if the CSV "
+      "was concatenated"
+    )
 
 
 def group_by_value(x: np.ndarray, rel_tol: float, centers=None) -> np.ndarray:
@@ -231,8 +293,8 @@ def bootstrap(
 ) -> np.ndarray:
   """Evaluate ``statistic(draw(rng))`` on ``n_boot`` resamples (``within(strata)`` resamples rows).
 
-  Resamples on which the statistic raises AnalysisError are dropped with a warning. Returns an
-  array (n_ok, k).
+  Resamples on which the statistic fails (AnalysisError, or a numerical failure: ValueError,
+  ArithmeticError) are dropped and counted in a warning. Returns an array (n_ok, k).
   """
   rng = np.random.default_rng(seed)
   samples = []
@@ -242,7 +304,7 @@ def bootstrap(
       warnings.simplefilter("ignore")
       try:
         samples.append(np.asarray(statistic(idx), dtype=float))
-      except AnalysisError:
+      except (ValueError, ArithmeticError):  # AnalysisError, math domain errors, overflow, LinAlgError
         continue
   if len(samples) < n_boot:
     warn(f"{description}: {n_boot - len(samples)} of {n_boot} resamples could not be fitted and were dropped")
@@ -395,11 +457,12 @@ def huber_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUB
 
 @dataclass(frozen=True)
 class ChinchillaLaw:
-  """L(N, D) = E + A / N^alpha + B / D^beta, Hoffmann et al.'s approach 3."""
+  """L(N, D) = E + A / N^alpha + B / D^beta, Hoffmann et al.'s approach 3, kept as the fitted
+  parameters (ln A, ln B, ln E, alpha, beta): a fit whose E underflows to 0 keeps its ln E."""
 
-  E: float
-  A: float
-  B: float
+  log_A: float
+  log_B: float
+  log_E: float
   alpha: float
   beta: float
   objective: float = math.nan
@@ -408,12 +471,23 @@ class ChinchillaLaw:
   @property
   def params(self) -> np.ndarray:
     """(a, b, e, alpha, beta) with A = e^a, B = e^b, E = e^e."""
-    return np.array([math.log(self.A), math.log(self.B), math.log(self.E), self.alpha, self.beta])
+    return np.array([self.log_A, self.log_B, self.log_E, self.alpha, self.beta])
 
   @classmethod
   def from_params(cls, params, objective: float = math.nan) -> ChinchillaLaw:
-    a, b, e, alpha, beta = (float(v) for v in params)
-    return cls(math.exp(e), math.exp(a), math.exp(b), alpha, beta, objective)
+    return cls(*(float(v) for v in params), objective)
+
+  @property
+  def E(self) -> float:
+    return math.exp(self.log_E)
+
+  @property
+  def A(self) -> float:
+    return math.exp(self.log_A)
+
+  @property
+  def B(self) -> float:
+    return math.exp(self.log_B)
 
   def loss(self, N, D):
     N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
@@ -433,14 +507,39 @@ class ChinchillaLaw:
     """Exponent of D_opt(C) ~ C^b."""
     return self.alpha / (self.alpha + self.beta)
 
-  def n_opt(self, C):
-    return self.G * (np.asarray(C, dtype=float) / 6.0) ** self.a
+  def n_opt(self, C, flops: FlopsPerToken):
+    """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs:
+    G (C/k)^a when f = k N (Hoffmann et al.'s closed form, k = 6), else a golden-section search in ln N
+    (L along an IsoFLOP line has one minimum), bracketed by the closed forms at the extreme f/N widened
+    by a factor e^3 each way."""
+    C = np.asarray(C, dtype=float)
+    if flops.k is not None:
+      return self.G * (C / flops.k) ** self.a
+    lo = np.log(self.G * (C / flops.per_param.max()) ** self.a) - 3.0
+    hi = np.log(self.G * (C / flops.per_param.min()) ** self.a) + 3.0
 
-  def d_opt(self, C):
-    return (np.asarray(C, dtype=float) / 6.0) ** self.b / self.G
+    def along(ln_n):
+      N = np.exp(ln_n)
+      return self.loss(N, C / flops(N))
 
-  def loss_opt(self, C):
-    return self.loss(self.n_opt(C), self.d_opt(C))
+    shrink = (math.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - shrink * (hi - lo), lo + shrink * (hi - lo)
+    f1, f2 = along(x1), along(x2)
+    for _ in range(GOLDEN_ITERATIONS):
+      left = f1 < f2  # the minimum lies in [lo, x2]: x1 becomes the new x2
+      lo, hi = np.where(left, lo, x1), np.where(left, x2, hi)
+      new = np.where(left, hi - shrink * (hi - lo), lo + shrink * (hi - lo))
+      f_new = along(new)
+      x1, x2, f1, f2 = (np.where(left, new, x2), np.where(left, x1, new),
+                        np.where(left, f_new, f2), np.where(left, f1, f_new))
+    return np.exp(0.5 * (lo + hi))
+
+  def d_opt(self, C, flops: FlopsPerToken):
+    return np.asarray(C, dtype=float) / flops(self.n_opt(C, flops))
+
+  def loss_opt(self, C, flops: FlopsPerToken):
+    N = self.n_opt(C, flops)
+    return self.loss(N, np.asarray(C, dtype=float) / flops(N))
 
 
 def fit_approach3(
@@ -450,7 +549,9 @@ def fit_approach3(
   progress: bool = False,
 ) -> ChinchillaLaw:
   """Minimise the summed Huber loss with L-BFGS-B from every start (default: the 4500-point grid),
-  keep the best and polish it with tight tolerances."""
+  keep the best and polish it with tight tolerances. Warns when ln D is nearly a linear function of
+  ln N (one budget, or a fixed tokens-per-parameter design), where the fit extrapolates from a line,
+  and when E is about 0 (a fitted ln E below -20)."""
   n_distinct, d_distinct = len(np.unique(runs.N)), len(np.unique(runs.D))
   if len(runs) < MIN_POINTS_APPROACH3 or min(n_distinct, d_distinct) < MIN_DISTINCT_APPROACH3:
     raise AnalysisError(
@@ -474,6 +575,16 @@ def fit_approach3(
       f"approach 3 fit is degenerate (alpha={alpha:.3g}, beta={beta:.3g}, ln A={a:.3g}, ln B={b:.3g}, "
       f"ln E={e:.3g}); the data do not constrain L(N, D)"
     )
+  log_N, log_D = np.log(runs.N), np.log(runs.D)
+  spread = np.sqrt(np.mean((log_D - np.polyval(np.polyfit(log_N, log_D, 1), log_N)) ** 2))
+  if spread < MIN_LOG_D_SPREAD:
+    warn(
+      f"approach 3: D is almost a power of N among the runs (ln D lies within {spread:.3g} RMS of a line in "
+      f"ln N; {len(runs.budgets())} budget(s)), as on a single IsoFLOP budget: N and D are confounded and "
+      "L(N, D) extrapolates from one budget; trust its predictions only near that budget"
+    )
+  if e < -20:
+    warn(f"approach 3: E is about 0 (ln E = {e:.3g}): the runs show no irreducible loss")
   return ChinchillaLaw.from_params(best.x, objective=float(best.fun))
 
 
@@ -509,13 +620,14 @@ def bootstrap_approach3(
 
 @dataclass(frozen=True)
 class IsoFLOPCurve:
-  """L = c2 (ln N)^2 + c1 ln N + c0 at one budget C, with its vertex."""
+  """L = c2 (ln N)^2 + c1 ln N + c0 at one budget C, with its vertex; D* = C / f(N*)."""
 
   C: float
   coeffs: tuple[float, float, float]
   n_points: int
   N_min: float
   N_max: float
+  flops: FlopsPerToken = field(repr=False, compare=False)
 
   @property
   def convex(self) -> bool:
@@ -528,7 +640,7 @@ class IsoFLOPCurve:
 
   @property
   def D_star(self) -> float:
-    return self.C / (6.0 * self.N_star)
+    return self.C / float(self.flops(self.N_star))
 
   @property
   def L_star(self) -> float:
@@ -542,10 +654,10 @@ class IsoFLOPCurve:
     return np.polyval(self.coeffs, np.log(N))
 
 
-def parabola(C: float, N: np.ndarray, L: np.ndarray) -> IsoFLOPCurve:
+def parabola(C: float, N: np.ndarray, L: np.ndarray, flops: FlopsPerToken) -> IsoFLOPCurve:
   """The least-squares parabola in ln N through one budget's runs."""
   coeffs = tuple(float(c) for c in np.polyfit(np.log(N), L, 2))
-  return IsoFLOPCurve(float(C), coeffs, len(N), float(N.min()), float(N.max()))
+  return IsoFLOPCurve(float(C), coeffs, len(N), float(N.min()), float(N.max()), flops)
 
 
 def fit_isoflop_curves(runs: Runs, report: bool = True) -> list[IsoFLOPCurve]:
@@ -558,7 +670,7 @@ def fit_isoflop_curves(runs: Runs, report: bool = True) -> list[IsoFLOPCurve]:
     if len(np.unique(N)) < MIN_POINTS_PER_BUDGET:
       too_small.append(f"{C:.3g} ({len(np.unique(N))})")
       continue
-    curve = parabola(C, N, L)
+    curve = parabola(C, N, L, runs.flops)
     curves.append(curve)
     if report and not curve.convex:
       warn(f"approach 2: the parabola at C = {C:.3g} FLOP opens downwards (no minimum); budget excluded")
@@ -618,40 +730,49 @@ def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
 def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: int, seed: int,
                                progress: bool = False) -> np.ndarray:
   """Bootstrap samples (k_N, a, k_D, b) of the power laws through `curves`' vertices (the fit's used
-  budgets). Each resample keeps every run's N and adds, to its budget's fitted parabola, residuals drawn
-  with replacement from all budgets' pooled residuals, leverage-adjusted (r / sqrt(1 - h)) and centred:
-  this assumes the loss noise is alike at every budget. The resamples keep the same budgets, each
-  vertex taken wherever it falls; only a parabola that opens downwards drops a resample. Resampling the
-  runs themselves fails on sparse designs (with 4 runs per budget, a third of a budget's resamples hold
-  fewer than 3 distinct N), and keeping only the resamples that can be fitted biases the intervals. A
-  budget with exactly 3 runs is fitted exactly and adds no residuals."""
+  budgets). Each resample keeps every run's N and adds, to its budget's fitted parabola, a residual
+  drawn for that budget's noise: the leverage-adjusted residuals (r / sqrt(1 - h)) of every budget are
+  divided by their budget's noise scale, pooled, centred, drawn with replacement and multiplied by the
+  scale of the budget they go to. A budget's scale is the RMS of its own adjusted residuals when it has
+  at least 3 residual degrees of freedom (6 runs), else the RMS over all budgets' (its own, from 1 or 2,
+  would be a guess). The resampled vertices go through the fit's rule: a budget whose parabola opens
+  downwards or whose minimum leaves its sampled N is left out of that resample's power laws, and a
+  resample with fewer than 3 budgets left fails. Resampling the runs themselves fails on sparse designs
+  (with 4 runs per budget, a third of a budget's resamples hold fewer than 3 distinct N). A budget with
+  exactly 3 runs is fitted exactly and adds no residuals."""
   groups = [np.flatnonzero(runs.budget == c.C) for c in curves]
-  lnN = [np.log(runs.N[g]) for g in groups]
   fitted = [c(runs.N[g]) for c, g in zip(curves, groups)]
-  pooled = []
-  for x, f, g in zip(lnN, fitted, groups):
-    leverage = np.sum(np.linalg.qr(np.vander(x, 3))[0] ** 2, axis=1)
+  adjusted = []
+  for f, g in zip(fitted, groups):
+    leverage = np.sum(np.linalg.qr(np.vander(np.log(runs.N[g]), 3))[0] ** 2, axis=1)
     keep = leverage < 1 - 1e-9
-    pooled.append((runs.L[g] - f)[keep] / np.sqrt(1 - leverage[keep]))
-  pooled = np.concatenate(pooled)
-  if pooled.size == 0:
+    adjusted.append((runs.L[g] - f)[keep] / np.sqrt(1 - leverage[keep]))
+  if sum(r.size for r in adjusted) == 0:
     warn("approach 2 bootstrap: every budget's parabola passes exactly through its 3 runs, so there are no "
          "residuals to resample; no intervals (sample 4 or more sizes per budget)")
     return np.empty((0, 0))
+  overall = math.sqrt(np.mean(np.concatenate(adjusted) ** 2))
+  scales = [math.sqrt(np.mean(r**2)) if len(g) - 3 >= 3 else overall for r, g in zip(adjusted, groups)]
+  pooled = np.concatenate([r / s for r, s in zip(adjusted, scales)])
   pooled = pooled - pooled.mean()
   sizes = np.cumsum([0] + [len(g) for g in groups])
+  left_out = 0
 
   def statistic(idx):
+    nonlocal left_out
     noise = pooled[idx]
-    resampled = [parabola(c.C, runs.N[g], f + noise[a:b])
-                 for c, g, f, a, b in zip(curves, groups, fitted, sizes[:-1], sizes[1:])]
-    if not all(c.convex for c in resampled):
-      raise AnalysisError("a resampled parabola opens downwards")
-    n_law, d_law = _vertex_laws(resampled)
+    resampled = [parabola(c.C, runs.N[g], f + s * noise[a:b], runs.flops)
+                 for c, g, f, s, a, b in zip(curves, groups, fitted, scales, sizes[:-1], sizes[1:])]
+    left_out += not all(c.in_range for c in resampled)
+    n_law, d_law = _isoflop_laws(resampled)
     return np.concatenate([n_law.params, d_law.params])
 
-  return bootstrap(statistic, lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed,
-                   "approach 2 bootstrap", progress)
+  samples = bootstrap(statistic, lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed,
+                      "approach 2 bootstrap", progress)
+  if left_out:
+    warn(f"approach 2 bootstrap: in {left_out} of {n_boot} resamples a budget's minimum left its sampled N "
+         "(or its parabola opened downwards) and that budget was left out of the resample's power laws, as in the fit")
+  return samples
 
 
 # --------------------------------------------------------------------------------------------------
@@ -680,17 +801,26 @@ class EnvelopeFit:
 
 def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> EnvelopeFit:
   """The envelope treats the runs of one budget as equal in compute, so only a budget's best run can
-  be on it."""
+  be on it. The N and D laws (and the method's predictions) need 3 distinct N and 3 distinct D on
+  the envelope: on a fixed-D (or fixed-N) design they would only restate the design."""
   C = runs.budget_or_C()
   env = lower_envelope(C, runs.L)
   if len(env) < MIN_POINTS_SATURATING:
     raise AnalysisError(f"approach 1 needs at least {MIN_POINTS_SATURATING} envelope points; got {len(env)}")
+  sizes = {b: int(np.sum(runs.budget == b)) for b in runs.budgets()}
+  underfilled = [f"{b:.3g} ({sizes[b]})" for b in runs.budget[env] if sizes.get(b, np.inf) < MIN_POINTS_PER_BUDGET]
+  if underfilled and np.median(list(sizes.values())) >= MIN_POINTS_PER_BUDGET:  # an IsoFLOP design
+    warn(f"approach 1: envelope budget(s) with fewer than {MIN_POINTS_PER_BUDGET} runs, whose best run may lie "
+         f"far above the budget's optimum: {', '.join(underfilled)}")
   loss_law = fit_saturating_law(C[env], runs.L[env])
   n_law = d_law = None
-  if len(np.unique(runs.N[env])) >= MIN_POINTS_POWER_LAW:
+  n_sizes, n_tokens = len(np.unique(runs.N[env])), len(np.unique(runs.D[env]))
+  if min(n_sizes, n_tokens) >= MIN_POINTS_POWER_LAW:
     n_law, d_law = fit_power_law(C[env], runs.N[env]), fit_power_law(C[env], runs.D[env])
   else:
-    warn("approach 1: fewer than 3 model sizes on the envelope; no N_opt(C), D_opt(C) from it")
+    warn(f"approach 1: the envelope holds {n_sizes} distinct N and {n_tokens} distinct D; N_opt(C) and D_opt(C) "
+         f"need {MIN_POINTS_POWER_LAW} of each (a fixed-N or fixed-D design has 1), so approach 1 gives no N_opt(C), "
+         "D_opt(C) or compute-optimal predictions")
   if n_boot:
 
     def statistic(idx):
@@ -711,22 +841,31 @@ def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
 
 @dataclass(frozen=True)
 class KaplanFit:
-  """L(N) = E + (N0 / N)^alpha_N among runs trained on the same number of tokens D."""
+  """L(N) = E + (N0 / N)^alpha_N among runs trained on the same number of tokens D (law with bootstrap
+  samples)."""
 
   D: float
   indices: np.ndarray
   law: SaturatingLaw
 
 
-def fit_kaplan(runs: Runs, d_tol: float = 0.02) -> KaplanFit:
-  """L(N) on the group of runs with equal D (within d_tol) that has the most model sizes (ties: most D)."""
+def fit_kaplan(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False, d_tol: float = 0.02) -> KaplanFit:
+  """L(N) on the group of runs with equal D (within d_tol) that has the most model sizes (ties: most D);
+  the bootstrap resamples the group's runs and refits from the fit."""
   groups = group_by_value(runs.D, d_tol)
   candidates = [(len(np.unique(runs.N[groups == D])), D) for D in np.unique(groups[np.isfinite(groups)])]
   n_sizes, D = max(candidates, default=(0, math.nan))
   if n_sizes < MIN_POINTS_SATURATING:
     raise AnalysisError(f"no group of runs with equal D has {MIN_POINTS_SATURATING} or more model sizes")
   idx = np.flatnonzero(groups == D)
-  return KaplanFit(float(D), idx, fit_saturating_law(runs.N[idx], runs.L[idx]))
+  N, L = runs.N[idx], runs.L[idx]
+  law = fit_saturating_law(N, L)
+  if n_boot:
+    samples = bootstrap(lambda i: fit_saturating_law(N[i], L[i], start=law).params, within(np.zeros(len(idx))),
+                        n_boot, seed, "Kaplan L(N) bootstrap", progress)
+    if samples.size:
+      law = replace(law, samples=samples)
+  return KaplanFit(float(D), idx, law)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -747,24 +886,27 @@ class Prediction:
 
 def predict(
   C: float,
+  flops: FlopsPerToken,
   approach3: ChinchillaLaw | None = None,
   approach2: IsoFLOPFit | None = None,
   approach1: EnvelopeFit | None = None,
 ) -> list[Prediction]:
-  """The compute-optimal N, D and loss at C by each method given, with bootstrap intervals."""
+  """The compute-optimal N, D and loss at C (a token costing ``flops(N)``) by each method given, with
+  bootstrap intervals. Approach 1 predicts only where it has N and D laws (not on a fixed-N or fixed-D
+  design)."""
 
   def at_C(law):
     return None if law is None else estimate(law, lambda sample: sample(C))
 
   out = []
   if approach3 is not None:
-    n = estimate(approach3, lambda law: law.n_opt(C))
-    d = estimate(approach3, lambda law: law.d_opt(C))
-    loss = estimate(approach3, lambda law: law.loss_opt(C))
+    n = estimate(approach3, lambda law: law.n_opt(C, flops))
+    d = estimate(approach3, lambda law: law.d_opt(C, flops))
+    loss = estimate(approach3, lambda law: law.loss_opt(C, flops))
     out.append(Prediction("approach 3", C, n, d, loss))
   if approach2 is not None:
     out.append(Prediction("approach 2", C, at_C(approach2.n_law), at_C(approach2.d_law), None))
-  if approach1 is not None:
+  if approach1 is not None and approach1.n_law is not None:
     out.append(Prediction("approach 1", C, at_C(approach1.n_law), at_C(approach1.d_law), at_C(approach1.loss_law)))
   return out
 
@@ -817,7 +959,7 @@ def holdout_check(
   else:
     best = int(np.argmin(test.L))
     observed_from, N_obs, L_obs = "best run", float(test.N[best]), float(test.L[best])
-  D_obs = C_top / (6.0 * N_obs)
+  D_obs = C_top / float(runs.flops(N_obs))
   rows, run_errors = [], None
 
   def compare(method, N_pred, D_pred, L_pred):
@@ -838,14 +980,12 @@ def holdout_check(
       warn(f"hold-out: {method} could not be fitted without the largest budget: {err}")
   if "approach 3" in fitted:
     law = fitted["approach 3"]
-    compare("approach 3", law.n_opt(C_top), law.d_opt(C_top), law.loss_opt(C_top))
+    compare("approach 3", *(f(C_top, runs.flops) for f in (law.n_opt, law.d_opt, law.loss_opt)))
     run_errors = law.loss(test.N, test.D) / test.L - 1.0
   if "approach 2" in fitted:
     fit2 = fitted["approach 2"]
     compare("approach 2", fit2.n_law(C_top), fit2.d_law(C_top), None)
-  if "approach 1" in fitted:
+  if "approach 1" in fitted and fitted["approach 1"].n_law is not None:
     fit1 = fitted["approach 1"]
-    n_pred = fit1.n_law(C_top) if fit1.n_law else None
-    d_pred = fit1.d_law(C_top) if fit1.d_law else None
-    compare("approach 1", n_pred, d_pred, fit1.loss_law(C_top))
+    compare("approach 1", fit1.n_law(C_top), fit1.d_law(C_top), fit1.loss_law(C_top))
   return HoldoutCheck(C_top, len(train), len(test), observed_from, rows, run_errors)

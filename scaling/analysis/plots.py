@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import (
+  FuncFormatter,
+  LogLocator,
+  MaxNLocator,
+  NullFormatter,
+  NullLocator,
+)
 
 from scaling.analysis.fits import percentile_band
 
@@ -18,7 +24,7 @@ COMPUTE_LABEL = "training compute C [FLOP]"
 PARAMS_LABEL = "parameters N"
 TOKENS_LABEL = "tokens D"
 LOSS_LABEL = "loss [nats/token]"
-MAX_LEGEND_BUDGETS = 12
+MAX_LEGEND_BUDGETS = 10  # budgets drawn in tab10's distinct colours with a legend; more: a colour scale
 
 
 def _figure(ncols: int = 1) -> tuple[Figure, list]:
@@ -44,7 +50,29 @@ def _log_grid(values, pad: float = 2.0, num: int = 200) -> np.ndarray:
   return np.geomspace(values.min() / pad, values.max() * pad, num)
 
 
+def _power_of_ten_label(x: float, _=None) -> str:
+  """2e+10 -> 2×10¹⁰ in mathtext (1e+10 -> 10¹⁰)."""
+  mantissa, exponent = f"{x:.0e}".split("e")
+  power = f"10^{{{int(exponent)}}}"
+  return f"${power}$" if mantissa == "1" else f"${mantissa}\\times{power}$"
+
+
+def _readable_log_ticks(fig: Figure) -> None:
+  """On log axes spanning less than 2 decades, label 1, 2, 5 x 10^k (every integer below a factor 4)
+  instead of matplotlib's minor labels, which overlap there; minor ticks are never labelled."""
+  for ax in fig.axes:
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+      if not isinstance(axis.get_major_locator(), LogLocator):
+        continue
+      axis.set_minor_formatter(NullFormatter())
+      ratio = max(limits) / min(limits)
+      if ratio < 100:
+        axis.set_major_locator(LogLocator(subs=np.arange(1.0, 10.0) if ratio < 4 else (1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(_power_of_ten_label))
+
+
 def _save(fig: Figure, out_dir: Path, name: str) -> str:
+  _readable_log_ticks(fig)
   for suffix in (".png", ".svg"):
     fig.savefig(out_dir / f"{name}{suffix}", dpi=150)
   return f"{name}.png"
@@ -79,9 +107,8 @@ def plot_loss_vs_compute(runs, approach3=None, approach1=None) -> Figure:
       C, law(C), "k--", lw=1.5, label=f"approach 1: L(C) = {law.E:.3g} + ({law.x0:.3g} / C)$^{{{law.gamma:.3g}}}$"
     )
   if approach3 is not None:
-    ax.plot(
-      C, approach3.loss_opt(C), color="tab:red", lw=2, label="approach 3: compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
-    )
+    label = "approach 3: compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
+    ax.plot(C, approach3.loss_opt(C, runs.flops), color="tab:red", lw=2, label=label)
   ax.set_xscale("log")
   _log_loss_axis(ax)
   ax.set_xlabel(COMPUTE_LABEL)
@@ -100,8 +127,8 @@ def plot_isoflops(runs, approach2) -> Figure:
   outside = ~np.isin(runs.budget, [c.C for c in curves])
   if outside.any():
     ax.scatter(runs.N[outside], runs.L[outside], s=8, color="0.7", label="runs not in a fitted budget")
-  for curve in curves:
-    color = cmap(0.15 + 0.85 * norm(curve.C))
+  for i, curve in enumerate(curves):
+    color = cm.tab10(i) if with_labels else cmap(0.15 + 0.85 * norm(curve.C))
     sel = runs.budget == curve.C
     ax.scatter(runs.N[sel], runs.L[sel], s=18, color=color, label=f"C = {curve.C:.2g} FLOP" if with_labels else None)
     if curve.convex:
@@ -166,7 +193,7 @@ def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None
       ax.plot(C, law(C), color="tab:blue", lw=1.5, label=f"approach 2: {quantity}* = {law.k:.3g} C$^{{{law.p:.3f}}}$")
       _band(ax, law, lambda sample, x: sample(x), C, "tab:blue")
     if approach3 is not None:
-      fn = (lambda law, x: law.n_opt(x)) if quantity == "N" else (lambda law, x: law.d_opt(x))
+      fn = (lambda law, x: law.n_opt(x, runs.flops)) if quantity == "N" else (lambda law, x: law.d_opt(x, runs.flops))
       exponent = approach3.a if quantity == "N" else approach3.b
       ax.plot(
         C,
@@ -209,12 +236,13 @@ def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
   lines = ax.contour(grid_N, grid_D, loss, levels=levels[::2], colors="white", linewidths=0.6)
   ax.clabel(lines, fmt="%.2f", fontsize=7)
   fig.colorbar(filled, ax=ax, label=f"predicted {LOSS_LABEL}", format="%.2f")
+  f = runs.flops
   for i, C in enumerate(budgets):
-    ax.plot(N, C / (6 * N), color="0.85", ls="--", lw=0.8, label="IsoFLOP lines C = 6ND" if i == 0 else None)
-  C = np.geomspace(6 * N.min() * D.min(), 6 * N.max() * D.max(), 200)
+    ax.plot(N, C / f(N), color="0.85", ls="--", lw=0.8, label="IsoFLOP lines D = C / f(N)" if i == 0 else None)
+  C = np.geomspace(f(N.min()) * D.min(), f(N.max()) * D.max(), 200)
   ax.plot(
-    approach3.n_opt(C),
-    approach3.d_opt(C),
+    approach3.n_opt(C, f),
+    approach3.d_opt(C, f),
     color="tab:red",
     lw=2,
     label=f"efficient frontier: N$_{{opt}}$ $\\propto$ C$^{{{approach3.a:.3f}}}$, "
@@ -228,6 +256,24 @@ def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
   ax.set_xlabel(PARAMS_LABEL)
   ax.set_ylabel(TOKENS_LABEL)
   ax.set_title("Approach 3: L(N, D) = E + A/N$^\\alpha$ + B/D$^\\beta$")
+  fig.legend(fontsize=8, loc="outside lower center", ncol=3)  # below the axes: inside, it covers runs
+  return fig
+
+
+def plot_kaplan(runs, kaplan) -> Figure:
+  """Loss against N of the runs at the Kaplan fit's D, with L(N) and its 95% bootstrap band."""
+  fig, (ax,) = _figure()
+  N, L = runs.N[kaplan.indices], runs.L[kaplan.indices]
+  ax.scatter(N, L, s=18, color="tab:blue", zorder=3, label=f"runs at D = {kaplan.D:.3g} tokens")
+  grid = _log_grid(N, pad=1.5)
+  law = kaplan.law
+  ax.plot(grid, law(grid), color="tab:red", lw=1.5,
+          label=f"L(N) = {law.E:.3g} + ({law.x0:.3g} / N)$^{{{law.gamma:.3g}}}$")
+  _band(ax, law, lambda sample, x: sample(x), grid, "tab:red")
+  ax.set_xscale("log")
+  _log_loss_axis(ax)
+  ax.set_xlabel(PARAMS_LABEL)
+  ax.set_title("Kaplan-style L(N) at fixed data (band: 95% bootstrap)")
   ax.legend(fontsize=8, loc="upper right")
   return fig
 
@@ -283,6 +329,8 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
     )
   if analysis.approach3 is not None:
     figures["L(N, D) contours"] = ("loss_contours", lambda: plot_loss_contours(runs, analysis.approach3, budgets))
+  if analysis.kaplan is not None:
+    figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan))
   if analysis.curves:
     figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}

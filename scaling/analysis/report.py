@@ -47,12 +47,37 @@ def _data_section(a) -> list[str]:
         ["loss", _num(runs.L.min()), _num(runs.L.max())],
       ],
     ),
+    *_compute_lines(a),
     f"IsoFLOP budgets: {n_budgets}. Settings: "
     + ", ".join(f"{key} {value}" for key, value in a.settings.items())
     + f". Intervals are {INTERVAL_LEVEL:.0%} bootstrap percentile intervals.",
     "",
   ]
   return lines
+
+
+def _compute_lines(a) -> list[str]:
+  """Which FLOP count C is, and the FLOPs per token f that every conversion between C, N and D uses."""
+  flops, columns = a.runs.flops, a.columns
+  derived = [q for q in ("N", "D", "C") if q not in columns]
+  source = (
+    f"Compute C is the CSV's column {columns['C']!r}" if "C" in columns else "Compute C is not in the CSV"
+  ) + (f"; {derived[0]} is derived from C = 6 N D." if derived else ".")
+  if flops.k is not None:
+    cost = (
+      f"A token costs f = C / D = {_num(flops.k)} N FLOPs for every run (C = {_num(flops.k)} N D), so the "
+      "compute-optimal N and D have their closed forms."
+    )
+  else:
+    per_6n = flops.per_param / 6
+    cost = (
+      f"A token costs f = C / D = {_num(per_6n[0])} × 6N FLOPs at N = {_num(math.exp(flops.log_N[0]))} to "
+      f"{_num(per_6n[-1])} × 6N at N = {_num(math.exp(flops.log_N[-1]))}: every conversion between C, N and D "
+      "(D* = C / f(N*), approach 3's compute-optimal N and D, the hold-out's observed D*, the IsoFLOP lines) "
+      "uses f(N), with f / N interpolated monotonically and smoothly in ln N between the runs' N (PCHIP) and "
+      "held at its end values beyond them."
+    )
+  return [source, "", cost, ""]
 
 
 def _approach3_section(a) -> list[str]:
@@ -78,10 +103,21 @@ def _approach3_section(a) -> list[str]:
         ("G = (αA / βB)^(1/(α+β))", attrgetter("G")),
       ],
     ),
-    f"Compute-optimal frontier: N_opt(C) = G (C/6)^a = {_num(law.G)} (C/6)^{law.a:.4f}, "
-    f"D_opt(C) = G⁻¹ (C/6)^b = {_num(1 / law.G)} (C/6)^{law.b:.4f}.",
+    _frontier_line(law, a.runs.flops.k),
     "",
   ]
+
+
+def _frontier_line(law, k: float | None) -> str:
+  if k is None:
+    return (
+      "Compute-optimal frontier: N_opt(C) minimises L(N, C / f(N)) (f: the FLOPs per token, see Data), "
+      "D_opt(C) = C / f(N_opt); N_opt ∝ C^a and D_opt ∝ C^b hold only where f ∝ N."
+    )
+  return (
+    f"Compute-optimal frontier (C = {_num(k)} N D): N_opt(C) = G (C/{_num(k)})^a = {_num(law.G)} "
+    f"(C/{_num(k)})^{law.a:.4f}, D_opt(C) = G⁻¹ (C/{_num(k)})^b = {_num(1 / law.G)} (C/{_num(k)})^{law.b:.4f}."
+  )
 
 
 def _approach2_section(a) -> list[str]:
@@ -101,10 +137,11 @@ def _approach2_section(a) -> list[str]:
     for c in fit.curves
   ]
   return [
-    "Per budget, a parabola L = c₂ (ln N)² + c₁ ln N + c₀; its vertex N*, D* = C / (6 N*).",
+    "Per budget, a parabola L = c₂ (ln N)² + c₁ ln N + c₀; its vertex N*, D* = C / f(N*).",
     "",
     *_table(["C [FLOP]", "runs", "N sampled", "N*", "D*", "L*", "used"], rows),
-    "Power laws through the used minima (bootstrap: pooled parabola residuals resampled, N fixed):",
+    "Power laws through the used minima (bootstrap: parabola residuals resampled at each budget's noise "
+    "level, N fixed, minima outside the sampled N left out as in the fit):",
     "",
     *_table(
       ["law", "coefficient", "exponent"],
@@ -145,11 +182,11 @@ def _kaplan_section(a) -> list[str]:
   fit = a.kaplan
   if fit is None:
     return ["Skipped (see warnings).", ""]
-  law = fit.law
   return [
-    f"L(N) = E + (N0 / N)^α_N on the {len(fit.indices)} runs trained on D ≈ {_num(fit.D)} tokens: "
-    f"E = {_num(law.E)}, N0 = {_num(law.x0)}, α_N = {_num(law.gamma)}.",
+    f"L(N) = E + (N0 / N)^α_N on the {len(fit.indices)} runs trained on D ≈ {_num(fit.D)} tokens "
+    "(least squares on log L):",
     "",
+    *_law_table(fit.law, [("E", attrgetter("E")), ("N0", attrgetter("x0")), ("α_N", attrgetter("gamma"))]),
   ]
 
 
@@ -173,7 +210,8 @@ def _holdout_section(a) -> list[str]:
     f"Fitted on the {h.n_train} runs below the largest budget C = {_num(h.budget)} FLOP and compared with "
     f"its {h.n_test} runs (observed optimum from the {h.observed_from}).",
     "",
-    *_table(["method", "quantity", "predicted", "observed", "error"], rows),
+    *(_table(["method", "quantity", "predicted", "observed", "error"], rows) if rows else
+      ["No method refitted without the largest budget predicts its optimum (see warnings).", ""]),
   ]
   if h.run_rel_errors is not None:
     errors = np.abs(h.run_rel_errors)
