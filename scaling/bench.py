@@ -43,10 +43,16 @@ TARGETS = Path(__file__).parent / "targets"  # GPUs to compile for by name: <nam
 
 
 def synthetic_batch(config) -> dict:
-  """The global batch every benchmark step trains on: seeded random tokens, every position counted."""
+  """The global batch every benchmark step trains on: seeded random tokens, every position counted; for
+  next-sentence prediction also the second segment from the middle on and random labels."""
   batch_size, seq = config.train.batch_size, config.data.seq_len
-  tokens = np.random.default_rng(0).integers(0, config.model.vocab_size, (batch_size, seq + 1), dtype=np.int32)
-  return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": np.ones((batch_size, seq), np.float32)}
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, config.model.vocab_size, (batch_size, seq + 1), dtype=np.int32)
+  batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": np.ones((batch_size, seq), np.float32)}
+  if config.objective == "mlm_nsp":
+    batch["segments"] = np.repeat((np.arange(seq) >= seq // 2).astype(np.int32)[None], batch_size, axis=0)
+    batch["nsp_label"] = rng.integers(0, 2, (batch_size, 1), dtype=np.int32)
+  return batch
 
 
 def benchmark(config, steps: int = 20, warmup: int = 3, profile: str = "") -> dict:

@@ -139,7 +139,7 @@ class Attention(nnx.Module):
     self.o = Dense((h, hd), (d,), ("heads", "head_dim"), ("embed",), m.use_bias, out_std, rngs=rngs)
     self.m = m
 
-  def __call__(self, x, positions, mask, key):
+  def __call__(self, x, positions, lengths, key):
     m = self.m
     q = constrain(self.q(x), ("batch", "length", "act_heads", None))
     k = constrain(self.k(x), ("batch", "length", "act_kv_heads", None))
@@ -147,7 +147,7 @@ class Attention(nnx.Module):
     if m.position == "rope":
       q, k = rope(q, positions, m.rope_theta), rope(k, positions, m.rope_theta)
     out = jax.nn.dot_product_attention(
-        q, k, v, mask=mask, is_causal=m.causal, implementation=attention_impl(m, x.dtype))
+        q, k, v, key_value_seq_lengths=lengths, is_causal=m.causal, implementation=attention_impl(m, x.dtype))
     out = constrain(out, ("batch", "length", "act_heads", None))
     return dropout(self.o(out), m.dropout, key)
 
@@ -174,13 +174,13 @@ class Block(nnx.Module):
     self.mlp_norm, self.mlp = Norm(m, rngs=rngs), MLP(m, rngs=rngs)
     self.pre = m.norm_placement == "pre"
 
-  def __call__(self, x, positions, mask, key):
+  def __call__(self, x, positions, lengths, key):
     k_attn, k_mlp = jax.random.split(key) if key is not None else (None, None)
     if self.pre:
-      x = x + self.attn(self.attn_norm(x), positions, mask, k_attn)
+      x = x + self.attn(self.attn_norm(x), positions, lengths, k_attn)
       x = x + self.mlp(self.mlp_norm(x), k_mlp)
     else:
-      x = self.attn_norm(x + self.attn(x, positions, mask, k_attn))
+      x = self.attn_norm(x + self.attn(x, positions, lengths, k_attn))
       x = self.mlp_norm(x + self.mlp(x, k_mlp))
     return constrain(x, ("batch", "length", "act_embed"))
 
@@ -247,9 +247,9 @@ class Transformer(nnx.Module):
     self.mlm_head = MLMHead(m, rngs=rngs) if m.mlm_head else None
     self.pooler = Pooler(m, rngs=rngs) if m.pooler else None
 
-  def hidden(self, tokens, *, segments=None, padding=None, key=None) -> jax.Array:
-    """Final hidden states [batch, length, d_model]; `padding` is True at real (unpadded) tokens,
-    `segments` are token types (default 0)."""
+  def hidden(self, tokens, *, segments=None, lengths=None, key=None) -> jax.Array:
+    """Final hidden states [batch, length, d_model]; `lengths` (int [batch]) counts each row's real tokens,
+    which come first: keys past them (padding) are not attended to; `segments` are token types (default 0)."""
     m, dtype = self.m, compute_dtype(self.m)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
     # The table gathered over its embed (fsdp) axis first: the lookup then splits cleanly over the batch.
@@ -267,24 +267,25 @@ class Transformer(nnx.Module):
       x = self.embed_norm(x)
     keys = [None] * (m.num_layers + 1) if key is None else list(jax.random.split(key, m.num_layers + 1))
     x = constrain(dropout(x, m.dropout, keys[-1]).astype(dtype), ("batch", "length", "act_embed"))
-    mask = None if padding is None else padding[:, None, None, :]
+    if lengths is not None:  # a row of padding alone attends to its first token: attention over no key is undefined
+      lengths = jnp.maximum(lengths, 1).astype(jnp.int32)
     if m.scan_layers:
-      x = self.scan_blocks(x, positions, mask, None if key is None else jnp.stack(keys[:-1]))
+      x = self.scan_blocks(x, positions, lengths, None if key is None else jnp.stack(keys[:-1]))
     else:
       for block, k in zip(self.blocks, keys):
         if REMAT[m.remat] is None:
-          x = block(x, positions, mask, k)
+          x = block(x, positions, lengths, k)
         else:
-          x = nnx.remat(lambda b, *a: b(*a), policy=REMAT[m.remat])(block, x, positions, mask, k)
+          x = nnx.remat(lambda b, *a: b(*a), policy=REMAT[m.remat])(block, x, positions, lengths, k)
     return self.final_norm(x) if self.final_norm is not None else x
 
-  def scan_blocks(self, x, positions, mask, keys):
+  def scan_blocks(self, x, positions, lengths, keys):
     """The stacked blocks as one lax.scan over their leading 'layers' axis (`model.scan_unroll` per iteration)."""
     graphdef, state = nnx.split(self.blocks)
 
     def layer(x, params_and_key):
       params, key = params_and_key
-      return nnx.merge(graphdef, params)(x, positions, mask, key), None
+      return nnx.merge(graphdef, params)(x, positions, lengths, key), None
 
     # scan already keeps XLA from merging the recomputation into the forward pass: no CSE barriers needed
     policy = REMAT[self.m.remat]

@@ -96,7 +96,8 @@ def mask_batch(batch, key, config):
 def masked_lm_sums(model, batch, key, config):
   """Encode a batch masked by mask_batch and sum the MLM loss over its selected positions.
   -> (hidden states, summed loss, stats {'ce', 'weight', 'correct'})."""
-  h = model.hidden(batch["inputs"], segments=batch.get("segments"), padding=batch["real"], key=key)
+  # real tokens come first in every row (windows and pairs pad at the end): their count is the row's length
+  h = model.hidden(batch["inputs"], segments=batch.get("segments"), lengths=batch["real"].sum(-1), key=key)
   ce, z, correct = token_losses(model, h, batch["targets"], batch["weights"], config.optim.z_loss,
                                 config.model.logits_chunk)
   return h, ce + z, {"ce": ce, "weight": batch["weights"].sum(), "correct": correct}

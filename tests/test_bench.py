@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +32,15 @@ def test_benchmark_times_the_training_step(monkeypatch):
   assert r["N"] == 50304 * 64 + 1024 * 64 + flops.param_counts(cfg.model)["non_embedding"]
   assert r["mfu"] is None and r["device"] == "cpu"
   assert r["final_loss"] == pytest.approx(10.8, abs=0.3), "ln(50304) = 10.83 on random tokens"
+
+
+@pytest.mark.parametrize("objective", ["mlm", "mlm_nsp"])
+def test_benchmark_of_bert(objective):
+  """The encoder's step, masking and next-sentence prediction included, on the synthetic batch."""
+  cfg = config_lib.load("configs/bert.py:tiny", {"objective": objective, "model.pooler": objective == "mlm_nsp",
+                                                  "train.batch_size": 2, "data.seq_len": 32})
+  r = bench.benchmark(cfg, steps=1, warmup=1)
+  assert r["batch"] == 2 and r["seq_len"] == 32 and math.isfinite(r["final_loss"]) and r["final_loss"] > 1
 
 
 def test_cli_prints_figures_and_appends_json(capsys, tmp_path):
@@ -183,11 +193,11 @@ def test_target_mistakes_are_one_line(capsys):
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
-def compile_for_h100(tmp_path, *args, label="-"):
+def compile_for_h100(tmp_path, *args, label="-", config="configs/lm.py:1m"):
   """Records of `scaling.bench --target h100` (in a process of its own: the CUDA plugin must start with
-  JAX, here without a GPU) for lm.py:1m at batch 8 x seq 128."""
+  JAX, here without a GPU) for `config` at batch 8 x seq 128."""
   out = tmp_path / "compiled.jsonl"
-  result = subprocess.run([sys.executable, "-m", "scaling.bench", "--config=configs/lm.py:1m", "--batch=8", "--seq=128",
+  result = subprocess.run([sys.executable, "-m", "scaling.bench", f"--config={config}", "--batch=8", "--seq=128",
                            "--target=h100", f"--json={out}", f"--label={label}", *args],
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -230,3 +240,11 @@ def test_compiles_the_training_step_for_an_h100_without_one(tmp_path, capsys):
                       f" | {k['total']:,} | {k['forward']:,} / {k['backward']:,} / {k['update']:,} | {k['matmul']:,} | 10 | "
                       f"{record['compile_s']:.0f} s |")
   assert table[5].startswith("| fsdp2 | lm:1m | - | 2 x NVIDIA H100 80GB HBM3 | 8 x 128 |")
+
+
+@needs_cuda_plugin
+def test_bert_compiles_with_cudnn_attention_for_an_h100(tmp_path):
+  """The encoder's padding reaches cuDNN as each row's length (a [batch, 1, 1, length] mask fails cuDNN's
+  layout check): every layer's attention is one cuDNN kernel forward and one backward."""
+  record, _ = compile_for_h100(tmp_path, "--seq=64", config="configs/bert.py:tiny")
+  assert record["kernels"]["attention"] == 2 * config_lib.load("configs/bert.py:tiny").model.num_layers

@@ -137,7 +137,7 @@ def test_mlm_loss_is_only_on_the_selected_positions():
   key = jax.random.key(3)
   loss, stats = jax.jit(lambda b, k: objectives.mlm(net, objectives.mask_batch(b, k, cfg), None, cfg))(batch, key)
   masked, selected = objectives.mask_tokens(key, batch["inputs"], batch["weights"] > 0, BYTE)
-  logits = jax.jit(lambda t, b: net(t, segments=b["segments"], padding=b["weights"] > 0))(masked, batch)
+  logits = jax.jit(lambda t, b: net(t, segments=b["segments"], lengths=(b["weights"] > 0).sum(-1)))(masked, batch)
   logp = jax.nn.log_softmax(logits, axis=-1)
   target_logp = np.take_along_axis(np.asarray(logp), np.asarray(batch["inputs"])[..., None], -1)[..., 0]
   selected = np.asarray(selected)
@@ -155,7 +155,7 @@ def test_nsp_loss_is_the_mean_over_real_rows_added_to_the_mean_mlm_loss():
   loss, stats = jax.jit(lambda b, k: objectives.mlm_nsp(net, objectives.mask_batch(b, k, cfg), None, cfg))(
       batch, jax.random.key(3))
   masked, _ = objectives.mask_tokens(jax.random.key(3), batch["inputs"], batch["weights"] > 0, BYTE)
-  nsp = jax.jit(lambda t, b: net.pooler(net.hidden(t, segments=b["segments"], padding=b["weights"] > 0)))
+  nsp = jax.jit(lambda t, b: net.pooler(net.hidden(t, segments=b["segments"], lengths=(b["weights"] > 0).sum(-1))))
   logp = np.asarray(jax.nn.log_softmax(nsp(masked, batch), axis=-1))[:3]  # the fourth row is padding
   labels = np.asarray(batch["nsp_label"])[:3, 0]
   assert stats["nsp_count"] == 3
@@ -247,7 +247,7 @@ def test_encoder_equals_a_numpy_reference():
 
   @jax.jit
   def forward(tokens, segments, real):
-    h = net.hidden(tokens, segments=segments, padding=real)
+    h = net.hidden(tokens, segments=segments, lengths=real.sum(-1))
     return h, net.logits(h), net.pooler(h)
 
   h, logits, nsp = forward(tokens, segments, real)
@@ -266,7 +266,7 @@ def test_padding_never_changes_the_real_positions(position):
   tokens = rng.integers(0, 256, (2, 32)).astype(np.int32)
   segments = (np.arange(32) >= 10).astype(np.int32)[None].repeat(2, 0)
   real = np.arange(32)[None].repeat(2, 0) < 20
-  forward = jax.jit(lambda t, s, r: net.hidden(t, segments=s, padding=r))
+  forward = jax.jit(lambda t, s, r: net.hidden(t, segments=s, lengths=r.sum(-1)))
   padded = np.asarray(forward(tokens, segments, real))
   junk = np.where(real, tokens, rng.integers(0, 256, tokens.shape)).astype(np.int32)
   np.testing.assert_allclose(np.asarray(forward(junk, segments, real))[:, :20], padded[:, :20], atol=1e-5)
