@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from scaling import optim
 from scaling.errors import UserError
 
 log = logging.getLogger("scaling")
@@ -138,7 +140,8 @@ def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str
 
 # The config fields a run may resume with changed; every other field decides which tokens a step sees
 # or what it computes (and so the run's D, C and losses) and must be as saved:
-#   bookkeeping: the family and size labels; train.steps (never below the checkpoint's step); how often
+#   bookkeeping: the family and size labels; train.steps (never below the checkpoint's step, nor changing the
+#     learning rates of the steps trained: check_same_schedule); how often
 #     it logs, evaluates and saves, and how much it evaluates (train.log_every, eval_every, eval_batches,
 #     progress, checkpoint.*); where the data lies and how it is loaded (data.data_dir, num_workers, prefetch)
 #   how a step is laid out and executed: mesh.*, distributed.*, model.attention, remat, scan_unroll,
@@ -167,6 +170,26 @@ def _unread(dataset: str) -> set[str]:
   if dataset == "synthetic":
     unread.add("data.val_fraction")
   return unread
+
+
+def check_same_schedule(saved_config: dict, config, step: int, where: str) -> None:
+  """Raise a one-line CheckpointError when another train.steps changes the learning-rate schedule, relative
+  to its peak (optim.lr may be lowered), of the `step` steps already trained: cosine and linear decay over
+  train.steps, so a longer run would have trained differently; constant, and wsd before its decay, do not."""
+  saved = ml_collections.ConfigDict(saved_config)
+  if saved.train.steps == config.train.steps:
+    return
+  steps = np.arange(step)
+  before = np.asarray(optim.schedule(saved)(steps)) / saved.optim.lr
+  here = np.asarray(optim.schedule(config)(steps)) / config.optim.lr
+  differ = np.flatnonzero(~np.isclose(before, here, rtol=1e-5, atol=1e-9))
+  if differ.size:
+    k = int(differ[0])
+    raise CheckpointError(
+        f"{where}: train.steps={saved.train.steps} there, {config.train.steps} here changes the {config.optim.schedule} "
+        f"learning-rate schedule of the steps already trained (step {k}: {before[k]:.4g} x lr there, {here[k]:.4g} x "
+        "lr here), so the run would not be the one its summary describes; keep train.steps, or use a fresh --workdir "
+        "(a schedule that allows longer runs: optim.schedule=wsd, resumed before its decay)")
 
 
 def check_same_run(saved_config: dict, config, where: str) -> None:
@@ -245,8 +268,8 @@ class Checkpoints:
 
   def resume(self, trainer, iterator):
     """Restore the newest readable checkpoint onto `trainer`'s shardings and `iterator`: returns
-    (state, meta), or None in a workdir without readable checkpoints. Unreadable newer steps are moved
-    aside. A checkpoint of another model or config (check_same_shapes, check_same_run), or past
+    (state, meta), or None in a workdir without checkpoints. Unreadable newer steps are moved aside; when
+    none reads back, a CheckpointError leaves them all in place. A checkpoint of another model or config (check_same_shapes, check_same_run), or past
     train.steps, raises a CheckpointError."""
     target, config = trainer.abstract_state(), trainer.config
 
@@ -255,6 +278,7 @@ class Checkpoints:
       where = f"{self.directory} (step {step})"
       check_same_shapes(arrays, target, meta["config"], config, where)
       check_same_run(meta["config"], config, where)
+      check_same_schedule(meta["config"], config, step, where)
       if self.dataset and meta.get("dataset", self.dataset) != self.dataset:  # older checkpoints: not recorded
         raise CheckpointError(f"{where} was trained on {meta['dataset']}, but this run reads {self.dataset}: the "
                               "corpus changed (another Python's standard library, edited files or another "
@@ -266,6 +290,10 @@ class Checkpoints:
           state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
 
     found, failed = self.newest(read)
+    if found is None and failed:  # a passing failure (I/O, memory) must not start the run over: the user decides
+      raise CheckpointError(f"no checkpoint in {self.directory} reads back (steps {', '.join(map(str, failed))}, "
+                            "reasons above); they are left as they are: rerun once the cause is fixed, or move "
+                            "the checkpoints directory aside to start over")
     if failed:  # out of the way of the steps this run saves again
       if jax.process_index() == 0:
         for step in failed:
@@ -274,8 +302,6 @@ class Checkpoints:
       with _absl_quiet():
         self.manager.reload()
     if found is None:
-      if failed:
-        log.warning("no readable checkpoint left in %s; starting from step 0", self.directory)
       return None
     restored = found[1]
     iterator.set_state(restored["data"])
@@ -288,16 +314,17 @@ class Checkpoints:
 
 
 class Preemption:
-  """Within this context, SIGTERM and SIGINT ask the loop to save and stop at the next step boundary.
+  """Within this context, SIGTERM, SIGINT and SIGHUP (a terminal or an ssh session that went away) ask
+  the loop to save and stop at the next step boundary.
 
   One process: the signal sets a flag that `requested` returns. Several processes must stop at the
   same step: SIGTERM is left to JAX's preemption service (started by jax.distributed.initialize),
-  which agrees on a step that `requested` (called every step) reports on every process; SIGINT is
-  passed on to it as SIGTERM. A second signal stops at once (KeyboardInterrupt)."""
+  which agrees on a step that `requested` (called every step) reports on every process; SIGINT and
+  SIGHUP are passed on to it as SIGTERM. A second signal stops at once (KeyboardInterrupt)."""
 
   def __enter__(self):
     self.signal, self.distributed = None, jax.process_count() > 1
-    signals = (signal.SIGINT,) if self.distributed else (signal.SIGTERM, signal.SIGINT)
+    signals = (signal.SIGINT, signal.SIGHUP) if self.distributed else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     self.previous = {s: signal.signal(s, self._handle) for s in signals}
     return self
 

@@ -108,13 +108,26 @@ def check_finite(step_metrics: list[dict], first_step: int, skipped: int, config
 
 
 def rewind_metrics(workdir: str, step: int) -> None:
-  """Drop metrics.jsonl records after `step`: a run that stopped past its last checkpoint repeats them."""
+  """Drop metrics.jsonl records after `step` (a run that stopped past its last checkpoint repeats them) and
+  a line cut short (a run killed while writing it), replacing the file atomically: it is never half written."""
   path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(path, "w") as f:
-      f.writelines(kept)
+  if not os.path.exists(path):
+    return
+  kept, torn = [], 0
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        torn += line.strip() != ""
+        continue
+      if record["step"] <= step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+  if torn:
+    log.warning("%s: dropped %d line(s) cut short by an earlier run's end", path, torn)
+  with open(path + ".tmp", "w") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
 
 
 def check_workdir(workdir: str) -> None:

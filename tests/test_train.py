@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging
 import math
 import signal
 import socket
@@ -122,3 +123,14 @@ def test_a_workdir_in_use_is_refused_and_freed_when_its_run_ends(tmp_path):
   (saved,) = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
   again = subprocess.run(command + [f"--config.train.steps={saved + 2}"], capture_output=True, text=True, timeout=120)
   assert again.returncode == 0 and f"resumed from the checkpoint of step {saved}" in again.stderr, again.stderr
+
+
+def test_rewind_drops_later_records_and_a_line_cut_short(tmp_path, caplog):
+  """A run killed while writing metrics.jsonl leaves a torn last line: the rerun drops it (and the records
+  past its checkpoint) instead of failing to parse it on every restart."""
+  lines = [json.dumps({"step": s, "split": "train", "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)]
+  (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"step": 4, "split": "train", "lo')
+  with caplog.at_level(logging.WARNING, logger="scaling"):
+    train.rewind_metrics(str(tmp_path), 2)
+  assert (tmp_path / "metrics.jsonl").read_text() == "".join(lines[:2])
+  assert "dropped 1 line(s) cut short" in caplog.text and not (tmp_path / "metrics.jsonl.tmp").exists()
