@@ -84,7 +84,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   t.progress = True  # progress bar on the terminal
 
   k = c.checkpoint = ml_collections.ConfigDict()
-  k.every = 0  # save every this many steps (and at the end); 0 = only at the end
+  k.every = 1000  # save every this many steps (and at the end); 0 = only at the end
   k.keep = 2  # checkpoints to keep
   k.async_save = True  # save in the background while training goes on
   k.skip_nonfinite = 0  # skip up to this many steps with a non-finite loss or gradient (no update); 0 = stop at once

@@ -236,10 +236,29 @@ class Checkpoints:
   def save(self, step: int, state, data_state: dict, meta: dict, wait: bool = False) -> None:
     """Save (in the background when checkpoint.async_save, unless `wait`). The iterator's state must
     be taken after exactly `step` batches: `data_state` is written as given."""
-    self.manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta)))
-    if wait:
-      self.manager.wait_until_finished()
+    with self._writing():
+      self.manager.save(step, force=True, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta)))
+      if wait:
+        self.manager.wait_until_finished()
+
+  def check(self) -> None:
+    """Raise the CheckpointError of a background save that failed (a full disk), without waiting for one."""
+    with self._writing():
+      self.manager.check_for_errors()
+
+  @contextlib.contextmanager
+  def _writing(self):
+    """A save that fails (no space left, no permission) ends the run in one line naming the last complete one."""
+    try:
+      yield
+    except (OSError, ValueError, RuntimeError) as e:  # tensorstore reports a full disk as a ValueError
+      with contextlib.suppress(Exception):  # let an earlier save in flight finish: it may be the last complete one
+        self.manager.wait_until_finished()
+      complete = sorted(int(p.name) for p in self.directory.glob("*") if p.name.isdigit())
+      last = f"step {complete[-1]}" if complete else "none"
+      raise CheckpointError(f"a checkpoint could not be written in {self.directory} ({_first_line(e)}); last complete "
+                            f"checkpoint: {last}; fix the cause and rerun the same command to resume from it") from None
 
   def saved(self, step: int):
     """(meta, the state's array metadata tree) of `step`, read without reading the arrays."""
@@ -309,8 +328,11 @@ class Checkpoints:
 
   def close(self) -> None:
     """Wait for a save in flight, then release the manager."""
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      with self._writing():
+        self.manager.wait_until_finished()
+    finally:
+      self.manager.close()
 
 
 class Preemption:

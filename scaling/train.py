@@ -23,6 +23,7 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from scaling import config as config_lib
 from scaling import checkpoint, data, flops, metrics, sharding
@@ -166,6 +167,29 @@ def hold_workdir(workdir: str) -> None:
   _HELD[path] = f
 
 
+def check_shared_workdir(workdir: str) -> None:
+  """Every process of a run must see its workdir, as storage all hosts mount at one path: process 0 leaves a
+  token in it that the others read back, or all of them stop with one line (else the first checkpoint, which
+  every process writes its part of, would wait for the others for ever)."""
+  if jax.process_count() == 1:
+    return
+  token = multihost_utils.broadcast_one_to_all(np.frombuffer(os.urandom(16), np.uint8)).tobytes()  # process 0's
+  path = os.path.join(workdir, ".shared")
+  if jax.process_index() == 0:
+    with open(path, "wb") as f:
+      f.write(token)
+  multihost_utils.sync_global_devices("scaling.train: workdir token written")
+  try:
+    with open(path, "rb") as f:
+      sees = f.read() == token
+  except OSError:
+    sees = False
+  blind = np.flatnonzero(~np.asarray(multihost_utils.process_allgather(np.array([sees]))).ravel())
+  if blind.size:
+    raise UserError(f"--workdir={workdir}: process(es) {', '.join(map(str, blind))} do not see what process 0 writes "
+                    "there; a run's processes must share its workdir (storage every host mounts, at the same path)")
+
+
 def release_workdir(workdir: str) -> None:
   held = _HELD.pop(os.path.realpath(os.path.join(workdir, ".lock")), None)
   if held is not None:
@@ -198,6 +222,7 @@ def train(config, workdir: str) -> dict:
     log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token; data %s",
              f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"], dataset)
 
+  check_shared_workdir(workdir)
   checkpoints = checkpoint.Checkpoints(workdir, config, dataset)
   resumed = checkpoints.resume(trainer, batches)
   if resumed is None:
@@ -250,6 +275,7 @@ def train(config, workdir: str) -> dict:
           skipped = check_finite(host, step - len(host) + 1, skipped, config, checkpoints)
           interval, pending = interval + host, []
         if log_now:
+          checkpoints.check()  # a background save that failed stops the run here, not at the next save
           kept = [m for m in interval if finite(m)] or interval  # skipped steps are not averaged
           last_train = {k: float(np.mean([m[k] for m in kept])) for k in kept[0]}
           last_train["lr"] = float(interval[-1]["lr"])  # the schedule at this step, not the interval's mean

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from orbax.checkpoint._src.serialization import serialization
 
@@ -206,6 +207,26 @@ def test_no_readable_checkpoint_left_is_one_line_and_keeps_them(straight, tmp_pa
   assert not [noise for noise in ORBAX_NOISE if noise in err]
   assert steps_saved(tmp_path) == [9, 10] and not list(directory.glob("*.unreadable-*"))
   assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+  """A full disk (as tensorstore reports it) ends the run in one line naming the last complete checkpoint;
+  rerun with space, it resumes from there."""
+  original = ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step == 6:
+      raise ValueError("RESOURCE_EXHAUSTED: Error writing local file \"6/state/d/1\": No space left on device\nmore")
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+  assert train.main(worker.argv(tmp_path)) == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f"error: a checkpoint could not be written in {tmp_path / 'checkpoints'} (RESOURCE_EXHAUSTED: Error writing "
+      "local file \"6/state/d/1\": No space left on device); last complete checkpoint: step 3; fix the cause and "
+      "rerun the same command to resume from it")
+  monkeypatch.setattr(ocp.CheckpointManager, "save", original)
+  assert train.main(worker.argv(tmp_path)) == 0 and "resumed from the checkpoint of step 3" in capsys.readouterr().err
 
 
 def test_tensorboard_after_a_resume_shows_each_step_once_with_its_new_value(tmp_path):

@@ -211,6 +211,11 @@ def multihost(tmp_path_factory):
     commands[f"disagree{i}"] = (
         train_argv(root / "disagree", "--config.mesh.data=4", "--config.mesh.fsdp=1", f"--config.seed={i}"),
         subprocess_env(2, SCALING_COORDINATOR=coordinator, SCALING_NUM_PROCESSES="2", SCALING_PROCESS_ID=str(i)))
+  coordinator = f"127.0.0.1:{free_port()}"
+  for i in range(2):  # as hosts without shared storage: each process its own workdir
+    commands[f"apart{i}"] = (
+        train_argv(root / f"apart{i}", "--config.mesh.data=4", "--config.mesh.fsdp=1"),
+        subprocess_env(2, SCALING_COORDINATOR=coordinator, SCALING_NUM_PROCESSES="2", SCALING_PROCESS_ID=str(i)))
   return root, run_all(commands, root / "logs")
 
 
@@ -260,6 +265,18 @@ def test_processes_must_agree_on_the_config(multihost):
     assert stderr.strip().splitlines()[-1] == (
         "error: distributed: process(es) 1 run a different config from process 0; "
         "start every process with the same --config and overrides")
+
+
+def test_processes_must_share_the_workdir(multihost):
+  """Without shared storage the first checkpoint would wait for ever: both processes stop at start-up."""
+  root, outcomes = multihost
+  for name in ("apart0", "apart1"):
+    code, stderr = outcomes[name]
+    assert code == 2, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: --workdir={root / name}: process(es) 1 do not see what process 0 writes there; a run's processes "
+        "must share its workdir (storage every host mounts, at the same path)")
+  assert not (root / "apart0" / "checkpoints").exists()
 
 
 @pytest.fixture(scope="module")
