@@ -210,13 +210,26 @@ def check_processes_agree(config) -> None:
                     "start every process with the same --config and overrides")
 
 
+def cloud_tpu_vm_pod() -> bool:
+  """A Cloud TPU VM slice of several hosts, as jax's own cluster detection sees it (the worker list from the
+  VM's metadata server; internal API: False where it is missing)."""
+  try:
+    from jax._src.clusters import cloud_tpu_cluster as tpu
+    if not (tpu.running_in_cloud_tpu_vm and tpu.GceTpuCluster.is_env_present()):
+      return False
+    return len(tpu.GceTpuCluster._get_worker_list_in_slice()) > 1
+  except (ImportError, AttributeError):
+    return False
+
+
 def initialize_distributed(dist_config) -> None:
   """Start jax.distributed when there is more than one process, before anything touches a device.
 
   An explicit coordinator (config.distributed.* or SCALING_COORDINATOR / SCALING_NUM_PROCESSES /
-  SCALING_PROCESS_ID) wins; else an srun step of several SLURM tasks, or a multi-host TPU slice on
-  GKE or several slices (Megascale), whose environment tells jax the rest. A Cloud TPU VM pod forms
-  itself without it."""
+  SCALING_PROCESS_ID) wins; else an srun step of several SLURM tasks, a multi-host TPU slice on GKE or
+  several slices (Megascale), or a Cloud TPU VM pod, whose environment tells jax the rest. (A TPU VM pod
+  also forms without it, but only jax.distributed brings the preemption service that stops every process
+  at one step on SIGTERM.)"""
   env = os.environ
   address = dist_config.coordinator_address or env.get("SCALING_COORDINATOR", "")
   num = dist_config.num_processes or int(env.get("SCALING_NUM_PROCESSES", "0"))
@@ -224,7 +237,7 @@ def initialize_distributed(dist_config) -> None:
   slurm = int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1  # set by srun, not in the batch script itself
   tpu_hosts = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES", "")
   tpu_pod = "," in tpu_hosts or "MEGASCALE_COORDINATOR_ADDRESS" in env
-  if not (address or slurm or tpu_pod):
+  if not (address or slurm or tpu_pod or cloud_tpu_vm_pod()):
     return
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process CPU arrays need it
   if address:

@@ -370,6 +370,19 @@ def test_initialize_distributed_detects_clusters(monkeypatch, env, expected):
   assert calls == ([] if expected is None else [expected])
 
 
+def test_initialize_distributed_on_a_cloud_tpu_vm_pod(monkeypatch):
+  """A TPU VM pod has no cluster variables: jax's detection (its metadata server) says it, and jax.distributed
+  starts there too, for the preemption service that stops every host at one step."""
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
+  clear_cluster_env(monkeypatch)
+  assert not sharding.cloud_tpu_vm_pod()  # this machine
+  monkeypatch.setattr(sharding, "cloud_tpu_vm_pod", lambda: True)
+  sharding.initialize_distributed(base.get_config().distributed)
+  assert calls == [{}]
+
+
 def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
   clear_cluster_env(monkeypatch)
   monkeypatch.setenv("SCALING_COORDINATOR", "10.0.0.1:1234")
