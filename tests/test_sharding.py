@@ -257,26 +257,19 @@ def test_two_processes_match_one(multihost, pair, mesh):
   assert state_bytes(outcomes[f"{pair}0"][1]) == (4 * per_device, 8 * per_device + 4)
 
 
-def test_processes_must_agree_on_the_config(multihost):
-  _, outcomes = multihost
-  for name in ("disagree0", "disagree1"):
-    code, stderr = outcomes[name]
-    assert code == 2, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1] == (
-        "error: distributed: process(es) 1 run a different config from process 0; "
-        "start every process with the same --config and overrides")
-
-
-def test_processes_must_share_the_workdir(multihost):
-  """Without shared storage the first checkpoint would wait for ever: both processes stop at start-up."""
+@pytest.mark.parametrize("pair,message", [
+    ("disagree", "distributed: process(es) 1 run a different config from process 0; start every process with the "
+                 "same --config and overrides"),
+    # without shared storage the first checkpoint would wait for ever: both processes stop at start-up
+    ("apart", "--workdir={workdir}: process(es) 1 do not see what process 0 writes there; a run's processes must "
+              "share its workdir (storage every host mounts, at the same path)")])
+def test_processes_must_agree_on_the_config_and_share_the_workdir(multihost, pair, message):
   root, outcomes = multihost
-  for name in ("apart0", "apart1"):
-    code, stderr = outcomes[name]
+  for i in range(2):
+    code, stderr = outcomes[f"{pair}{i}"]
     assert code == 2, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1] == (
-        f"error: --workdir={root / name}: process(es) 1 do not see what process 0 writes there; a run's processes "
-        "must share its workdir (storage every host mounts, at the same path)")
-  assert not (root / "apart0" / "checkpoints").exists()
+    assert stderr.strip().splitlines()[-1] == "error: " + message.format(workdir=root / f"{pair}{i}")
+  assert not list(root.glob(f"{pair}*/checkpoints"))
 
 
 @pytest.fixture(scope="module")
