@@ -183,7 +183,7 @@ def test_memory_verdict_follows_jax_preallocation():
   assert bench.memory_verdict(77 * gib, 80 * gib).startswith("does not fit: lower the batch")
 
 
-def test_target_mistakes_are_one_line(capsys):
+def test_target_mistakes_are_one_line(capsys, monkeypatch):
   for argv, message in (
       (["--target=h200x"], "--target h200x: no such GPU; known: a100, h100, h200, or the path of a .txtpb GPU description"),
       (["--target=h100", "--profile=p"], "--profile traces a run on a device; --target compiles without running"),
@@ -191,6 +191,9 @@ def test_target_mistakes_are_one_line(capsys):
       (["--devices=2"], "--devices goes with --target; a run uses this machine's devices")):
     assert bench.main(["--config=configs/lm.py:50k", *argv]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+  monkeypatch.setattr(bench, "has_cuda_plugin", lambda: False)
+  assert bench.main(["--config=configs/lm.py:50k", "--target=h100"]) == 2
+  assert capsys.readouterr().err == "error: --target needs JAX's CUDA plugin, not a GPU: pip install -e '.[gpu]'\n"
 
 
 def compile_for_h100(tmp_path, *args, label="-", config="configs/lm.py:1m"):
