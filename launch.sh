@@ -12,8 +12,9 @@
 #        (--tasks-per-node overrides both), submits it from here and prints the job id. Each process's
 #        jax.distributed.initialize() finds its peers from SLURM's variables (scaling/sharding.py).
 #        --array SPEC makes it a job array; --sbatch passes any other option (--sbatch --time=4:00:00).
-# tpu    copies this checkout (tracked and untracked files, not ignored ones) to ~/scaling on every
-#        worker, installs it (pip install -e '.[tpu]') and runs CMD in ~/scaling on all workers at once.
+# tpu    copies this git checkout (tracked and untracked files, not ignored ones) to ~/scaling on every
+#        worker (outside a git checkout it is an error), installs it (pip install -e '.[tpu]') and runs
+#        CMD in ~/scaling on all workers at once.
 # --dry-run prints the exact commands (and the sbatch script) instead of running them.
 set -euo pipefail
 
@@ -84,6 +85,8 @@ tpu_mode() {
   local where=(--zone="$zone") archive=${TMPDIR:-/tmp}/scaling-$tpu.tar.gz
   if [[ -n $project ]]; then where+=(--project="$project"); fi
   cd "$(dirname "$0")"
+  [[ $(git rev-parse --show-toplevel 2>/dev/null) == "$(pwd -P)" ]] ||
+    die "tpu: $(pwd -P) is not a git checkout, whose files (as git lists them) tpu copies: run it from a clone"
   run bash -c "git ls-files -z --cached --others --exclude-standard | tar -czf $(quote "$archive") --null -T -"
   run gcloud compute tpus tpu-vm scp "$archive" "$tpu:scaling.tar.gz" --worker=all "${where[@]}"
   local install='mkdir -p ~/scaling && tar -xzf ~/scaling.tar.gz -C ~/scaling && cd ~/scaling'
