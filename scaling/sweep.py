@@ -12,14 +12,17 @@ Idempotent: runs whose summary.json says ok are skipped, and so are runs still q
 others (failed, interrupted, missing) are (re)launched with the same command, which resumes from the
 run's latest checkpoint. Each launch ends by writing ROOT/results.csv, one row per run (failed and
 interrupted ones marked, never dropped); the sweep exits with 1 when a run failed, else with 75 when a
-run was interrupted (preempted, or its process or job gone, with a checkpoint to resume from).
+run was interrupted (preempted, or its process or job gone, with a checkpoint to resume from), naming
+the command that resumes them: with the launcher and options that launched them, which ROOT/sweep.json
+records, with the experiment whose root it is (another experiment's root is an error).
 
 Launchers
   local  here, --jobs runs at a time, under a live table of the sweep
   slurm  one job array through `launch.sh slurm`, options after `--` (e.g. `-- --nodes 2
          --gpus-per-node 8`); --wait follows the job to its end, --collect refreshes the CSV later
   tpu    this sweep with the local launcher on every worker of a TPU VM, through `launch.sh tpu`
-         (`-- --tpu NAME --zone Z`); ROOT must then be storage the workers share
+         (`-- --tpu NAME --zone Z`), which decides there what to launch (or collects, with --collect);
+         the experiment file must be in the checkout launch.sh copies, ROOT on storage the workers share
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ SUMMARY_COLUMNS = RESULT_COLUMNS[3:-1]  # copied from summary.json
 TOLERANCE = 0.01  # planned tokens or FLOPs come within 1% of their target
 RUN_FILE = "run.json"  # in each workdir: the run's spec, overrides and training command
 STATE_FILE = "sweep_state.json"  # in each workdir: queued | started | ended (+ exit code), by the launchers
+SWEEP_FILE = "sweep.json"  # in ROOT: the experiment whose sweep it is, and the launcher (+ options) it last used
 EXIT_PREEMPTED = 75  # scaling.checkpoint.EXIT_PREEMPTED (not imported here: it loads JAX)
+SLURM_RUNNING = ("R", "CG")  # squeue's states of a job on its nodes; any other it lists waits (PD, requeued, held)
 STATUSES = ("ok", "failed", "interrupted", "running", "pending", "missing")  # what status() returns
 LAUNCH_SH = Path(__file__).resolve().parents[1] / "launch.sh"
 
@@ -345,7 +350,7 @@ def _read_json(path) -> dict | None:
 
 
 def _write_json(path, value: dict) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
+  tmp = f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"  # hosts sharing the storage write apart
   with open(tmp, "w") as f:
     json.dump(value, f, indent=2)
   os.replace(tmp, path)
@@ -359,19 +364,34 @@ def read_state(workdir) -> dict:
   return _read_json(Path(workdir) / STATE_FILE) or {}
 
 
-def slurm_queue(workdirs: Sequence[Path] | None = None) -> frozenset[str] | None:
-  """The jobs SLURM lists now, array tasks one by one ('123', '124_0', ...); empty where there is no
-  squeue, None when it fails (then nothing counts as gone). Given `workdirs`, SLURM is asked only when
-  one of them was queued on it (squeue can take seconds to fail where no controller answers)."""
+def slurm_queue(workdirs: Sequence[Path] | None = None) -> dict[str, str] | None:
+  """The jobs SLURM lists now, array tasks one by one, with their state ({'123': 'R', '124_0': 'PD', ...});
+  empty where there is no squeue, None when it fails (then nothing counts as gone). Given `workdirs`,
+  SLURM is asked only when one of them was queued on it (squeue can take seconds to fail where no
+  controller answers)."""
   if shutil.which("squeue") is None or (workdirs is not None and
                                         not any(read_state(w).get("slurm_job") for w in workdirs)):
-    return frozenset()
-  listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
-  return frozenset(listed.stdout.split()) if listed.returncode == 0 else None
+    return {}
+  listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i %t"], capture_output=True, text=True)
+  return dict(line.split() for line in listed.stdout.splitlines()) if listed.returncode == 0 else None
 
 
-def alive(state: dict, queue: frozenset[str] | None) -> bool:
-  """Whether a queued or started run's SLURM job (in `queue`, from slurm_queue()) or local process is still there."""
+def process_start(pid: int) -> str | None:
+  """When process `pid` started, as '<boot id>/<clock ticks since boot>' (/proc/PID/stat's field 22),
+  which tells it from a later process given the same pid (after it ended, or a reboot); None where
+  there is no such process or no /proc."""
+  try:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+      boot = f.read().strip()
+    with open(f"/proc/{pid}/stat") as f:
+      return f"{boot}/{f.read().rpartition(')')[2].split()[19]}"  # fields from the 3rd, after the command
+  except OSError:
+    return None
+
+
+def alive(state: dict, queue: Mapping[str, str] | None) -> bool:
+  """Whether a queued or started run's SLURM job (in `queue`, from slurm_queue()) or local process is
+  still there: the process of the recorded pid, started when it was recorded (where that was)."""
   if state.get("state") not in ("queued", "started"):
     return False
   if state.get("slurm_job"):
@@ -384,7 +404,7 @@ def alive(state: dict, queue: frozenset[str] | None) -> bool:
     return False
   except PermissionError:  # someone else's process
     pass
-  return True
+  return state.get("pid_start") is None or state["pid_start"] == process_start(state["pid"])
 
 
 def latest_checkpoint(workdir) -> int | None:
@@ -397,30 +417,40 @@ def latest_checkpoint(workdir) -> int | None:
   return max(steps, default=None)
 
 
-def status(workdir, queue: frozenset[str] | None) -> str:
+def _stopped_starting(state: dict) -> bool:
+  """Whether training died of the signal that stopped its run (SIGTERM, SIGINT), one that came before it
+  could save (while it started up)."""
+  return state.get("signal") is not None and state.get("exit_code") == -state["signal"]
+
+
+def status(workdir, queue: Mapping[str, str] | None) -> str:
   """The run's status, one of STATUSES; the one place that decides it. `queue`: slurm_queue(), for runs on SLURM.
 
   ok           summary.json says ok
   interrupted  stopped before its end, and resumes: training was preempted (exit code 75, after saving a
-               checkpoint), or its process or job is gone while its workdir holds a checkpoint
+               checkpoint) or stopped by that signal while it started up, or its process or job is gone
+               while its workdir holds a checkpoint
   failed       any other end: another exit code, gone before its first checkpoint, a summary not ok
-  running      started, its process or job still there
-  pending      queued, its launcher or job still there
+  running      started, its process or job still there (SLURM lists its job running)
+  pending      queued, its launcher or job still there (SLURM lists its job waiting: queued, or requeued
+               after it ran, whatever the run recorded then)
   missing      never launched, or queued by a local launcher that is gone before the run started
   """
   summary = _read_json(Path(workdir) / "summary.json")
   if summary is not None:
     return "ok" if summary.get("status") == "ok" else "failed"
   state = read_state(workdir)
-  recorded = state.get("state")
+  recorded, job = state.get("state"), state.get("slurm_job")
+  if job and queue and job in queue:
+    return "running" if queue[job] in SLURM_RUNNING else "pending"
   if recorded in ("queued", "started"):
     if alive(state, queue):
       return "pending" if recorded == "queued" else "running"
     if latest_checkpoint(workdir) is not None:
       return "interrupted"
-    return "missing" if recorded == "queued" and not state.get("slurm_job") else "failed"
+    return "missing" if recorded == "queued" and not job else "failed"
   if recorded == "ended":
-    return "interrupted" if state.get("exit_code") == EXIT_PREEMPTED else "failed"
+    return "interrupted" if state.get("exit_code") == EXIT_PREEMPTED or _stopped_starting(state) else "failed"
   return "missing"
 
 
@@ -431,14 +461,27 @@ def _slurm_job() -> str | None:
   return env.get("SLURM_JOB_ID")
 
 
+def _this_process() -> dict:
+  return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+
+
 def prepare(run: Run, root: Path) -> Path:
   """Write the run's workdir/run.json and mark it queued by this process; returns the workdir."""
   workdir = root / run.id
   workdir.mkdir(parents=True, exist_ok=True)
   _write_json(workdir / RUN_FILE, {"id": run.id, "spec": run.spec, "overrides": run.overrides,
                                    "train_args": run.train_args(workdir)})
-  write_state(workdir, "queued", host=socket.gethostname(), pid=os.getpid())
+  write_state(workdir, "queued", **_this_process())
   return workdir
+
+
+def restore_state(workdir, state: dict) -> None:
+  """Put back a run's state from before prepare() (none: the file removed), when its launcher stops
+  before starting it: a run the sweep never started keeps its status."""
+  if state:
+    _write_json(Path(workdir) / STATE_FILE, state)
+  else:
+    (Path(workdir) / STATE_FILE).unlink(missing_ok=True)
 
 
 def execute(workdir) -> int:
@@ -450,19 +493,20 @@ def execute(workdir) -> int:
   if run is None:
     raise SweepError(f"{workdir}: no {RUN_FILE}; launch runs with python -m scaling.sweep")
   rank = int(os.environ.get("SLURM_PROCID", "0"))
-  where = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}
+  where = {**_this_process(), "slurm_job": _slurm_job()}
   if rank == 0:
     write_state(workdir, "started", **where)
+  received = []
   with open(workdir / ("train.log" if rank == 0 else f"train.{rank}.log"), "a") as log:
     env = {"JAX_COMPILATION_CACHE_DIR": str(workdir.parent / ".jax_cache"), **os.environ}
     child = subprocess.Popen([sys.executable, *run["train_args"]], stdout=log, stderr=subprocess.STDOUT, env=env)
     # SIGINT and SIGTERM reach the training process directly (a second one would stop it before it
-    # saves its checkpoint): this process only waits, and records how training ended.
+    # saves its checkpoint): this process only notes them, waits, and records how training ended.
     for sig in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(sig, lambda signum, frame: None)
+      signal.signal(sig, lambda signum, frame: received.append(signum))
     code = child.wait()
   if rank == 0:
-    write_state(workdir, "ended", exit_code=code, **where)
+    write_state(workdir, "ended", exit_code=code, signal=received[0] if received else None, **where)
   return code
 
 
@@ -506,13 +550,15 @@ def stop_reason(workdir: Path) -> str:
   code = state.get("exit_code")
   if code == EXIT_PREEMPTED:
     return f"preempted (exit code {code}); {resumes}"
+  if _stopped_starting(state):
+    return f"stopped by signal {-code} while starting up, before it could save; {resumes}"
   if code is not None and code < 0:
     return f"killed by signal {-code}"
   last = next((line.strip() for line in reversed(_tail_lines(workdir / "train.log")) if line.strip()), None)
   return last or f"exit code {code}, nothing in train.log"
 
 
-def result_row(run: Run, root: Path, queue: frozenset[str] | None) -> dict:
+def result_row(run: Run, root: Path, queue: Mapping[str, str] | None) -> dict:
   """The run's results.csv row: summary.json's numbers when there is one; N from the config otherwise."""
   from scaling import flops
 
@@ -631,6 +677,7 @@ class Sweep:
   wait: bool = False
   dry_run: bool = False
   launcher_options: Sequence[str] = ()
+  collect: bool = False
 
   @property
   def name(self) -> str:
@@ -645,12 +692,13 @@ def launch_local(sweep: Sweep, todo: list[Run]) -> None:
       sweep.view.console.print(shlex.join(["python", *run.train_args(sweep.root / run.id)]), highlight=False,
                                soft_wrap=True)
     return
-  queue, active = [prepare(run, sweep.root) for run in todo], []
+  before = [read_state(sweep.root / run.id) for run in todo]
+  queue, active = list(zip([prepare(run, sweep.root) for run in todo], before)), []
   with sweep.view:
     try:
       while queue or active:
         while queue and len(active) < sweep.jobs:
-          active.append(subprocess.Popen(_exec_command([queue.pop(0)]), start_new_session=True))
+          active.append(subprocess.Popen(_exec_command([queue.pop(0)[0]]), start_new_session=True))
         active = [p for p in active if p.poll() is None]
         sweep.view.refresh()
         time.sleep(1)
@@ -660,17 +708,27 @@ def launch_local(sweep: Sweep, todo: list[Run]) -> None:
       for p in active:
         p.wait()
       raise
+    finally:  # the runs it never started are as they were: missing, or interrupted as before
+      for workdir, state in queue:
+        restore_state(workdir, state)
 
 
 def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
   """Submit `todo` as one job array through launch.sh slurm (task i runs run i); with `wait`, follow it
   until it leaves the queue."""
-  workdirs = [sweep.root / run.id for run in todo] if sweep.dry_run else [prepare(run, sweep.root) for run in todo]
   options = ["--array", f"0-{len(todo) - 1}", "--job-name", sweep.name, "--output", str(sweep.root / "slurm"),
              *sweep.launcher_options]
-  output = _launch_sh("slurm", options, sweep.dry_run, _exec_command(workdirs))
   if sweep.dry_run:
+    _launch_sh("slurm", options, True, _exec_command([sweep.root / run.id for run in todo]))
     return
+  before = [read_state(sweep.root / run.id) for run in todo]
+  workdirs = [prepare(run, sweep.root) for run in todo]
+  try:
+    output = _launch_sh("slurm", options, False, _exec_command(workdirs))
+  except BaseException:  # not submitted: the runs are as they were
+    for workdir, state in zip(workdirs, before):
+      restore_state(workdir, state)
+    raise
   job = output.strip().splitlines()[-1].split(";")[0]
   for i, workdir in enumerate(workdirs):
     if read_state(workdir).get("state") == "queued":  # not started already
@@ -684,11 +742,27 @@ def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
 
 
 def launch_tpu(sweep: Sweep, todo: list[Run]) -> None:
-  """Run this sweep with the local launcher on every worker of a TPU VM, through launch.sh tpu."""
-  del todo  # the workers expand the experiment themselves
-  remote = ["python3", "-m", "scaling.sweep", "--experiment", sweep.experiment, "--root", str(sweep.root),
-            *(["--only", sweep.only] if sweep.only else []), *(["--jobs", str(sweep.jobs)] if sweep.jobs != 1 else [])]
+  """Run this sweep with the local launcher on every worker of a TPU VM, through launch.sh tpu: the
+  workers' sweep expands the experiment (its file as launch.sh copies it) and decides what to launch
+  (or, with `collect`, collects) from the root they see, not this machine's."""
+  del todo  # the runs --only selects here: the workers' sweep selects them again, and looks at their state
+  remote = ["python3", "-m", "scaling.sweep", "--experiment", shipped_path(sweep.experiment), "--root", str(sweep.root),
+            *(["--only", sweep.only] if sweep.only else []), *(["--jobs", str(sweep.jobs)] if sweep.jobs != 1 else []),
+            *(["--collect"] if sweep.collect else [])]
   _launch_sh("tpu", sweep.launcher_options, sweep.dry_run, remote, passed_on=(1, EXIT_PREEMPTED))
+
+
+def shipped_path(given: str) -> str:
+  """The path of the file `given` in the checkout that launch.sh tpu copies to the workers, relative to
+  its root (where the workers' sweep runs); a file outside it, or one git ignores, is a SweepError."""
+  from scaling.config import find_file
+
+  checkout, path = LAUNCH_SH.parent, Path(find_file(given)).resolve()
+  if not path.is_relative_to(checkout) or (shutil.which("git") and subprocess.run(
+      ["git", "-C", str(checkout), "check-ignore", "-q", str(path)]).returncode == 0):
+    raise SweepError(f"--launcher tpu: {given} is not among the files launch.sh tpu copies to the workers (those of "
+                     f"the checkout {checkout} that git does not ignore): move it there, e.g. to experiments/")
+  return path.relative_to(checkout).as_posix()
 
 
 LAUNCH = {"local": launch_local, "slurm": launch_slurm, "tpu": launch_tpu}
@@ -733,19 +807,30 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
   runs = load_experiment(experiment)
   root = Path(root) if root else default_root(experiment)
   sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
-                launcher_options)
+                launcher_options, collect)
+  if launcher == "tpu":  # the workers' sweep decides what to launch, and writes their CSV
+    launch_tpu(sweep, select(runs, only))
+    return []
+  recorded = _read_json(root / SWEEP_FILE) or {}
+  if recorded.get("experiment", sweep.name) != sweep.name:
+    raise SweepError(f"--root {root} is experiment {recorded['experiment']}'s ({root / SWEEP_FILE}): {sweep.name}'s "
+                     f"results.csv would replace its; give {sweep.name} a --root of its own")
   workdirs = [root / r.id for r in runs]
   queue = slurm_queue(workdirs)
   todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in RELAUNCH]
   if dry_run:
     sweep.view.console.print(sweep.view.table())
+  else:
+    root.mkdir(parents=True, exist_ok=True)
+    launched = {"launcher": launcher, "launcher_options": list(launcher_options)} if todo else {}
+    _write_json(root / SWEEP_FILE, {**recorded, "experiment": sweep.name, **launched})
   try:
     if todo:
       LAUNCH[launcher](sweep, todo)
   finally:  # interrupted too: the CSV and the table show where the sweep stands
     queue = slurm_queue(workdirs)
     rows = [result_row(run, root, queue) for run in runs]
-    if not dry_run and launcher != "tpu":  # a TPU sweep writes its CSV on the workers
+    if not dry_run:
       write_csv(rows, root / "results.csv")
       sweep.view.console.print(sweep.view.table())
   return rows
@@ -805,17 +890,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def resume_command(args, launcher_options: Sequence[str], interrupted: Sequence[str]) -> str:
   """The sweep's command line that resumes the `interrupted` run ids: this one without --collect or
-  --dry-run, and without an --only that leaves some of them out."""
+  --dry-run, and without an --only that leaves some of them out; with the launcher and its options
+  that launched the sweep last (ROOT/sweep.json), where it has them."""
+  recorded = _read_json((Path(args.root) if args.root else default_root(args.experiment)) / SWEEP_FILE) or {}
+  launcher = recorded.get("launcher", args.launcher)
+  launcher_options = recorded.get("launcher_options", launcher_options)
   argv = ["python", "-m", "scaling.sweep", "--experiment", args.experiment]
-  if args.launcher != "local":
-    argv += ["--launcher", args.launcher]
+  if launcher != "local":
+    argv += ["--launcher", launcher]
   if args.root:
     argv += ["--root", args.root]
   if args.only and all(fnmatch.fnmatchcase(i, f"*{args.only}*") for i in interrupted):
     argv += ["--only", args.only]
   if args.jobs != 1:
     argv += ["--jobs", str(args.jobs)]
-  if args.wait:
+  if args.wait and launcher == "slurm":
     argv.append("--wait")
   if launcher_options:
     argv += ["--", *launcher_options]

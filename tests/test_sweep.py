@@ -41,6 +41,22 @@ def run_cli(*args, timeout=300):
   return subprocess.run([sys.executable, "-m", "scaling.sweep", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def stand_ins(tmp_path, **scripts) -> dict:
+  """An environment whose PATH finds these stand-in commands first (name: bash lines after one that logs
+  the call, as 'name args...', to tmp_path/calls.log)."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, body in scripts.items():
+    (bin_dir / name).write_text(f'#!/bin/bash\necho "{name} $*" >> {tmp_path / "calls.log"}\n{body}\n')
+    (bin_dir / name).chmod(0o755)
+  return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+
+
+def calls(tmp_path) -> list[str]:
+  log = tmp_path / "calls.log"
+  return log.read_text().splitlines() if log.exists() else []
+
+
 def read_csv(path) -> list[dict]:
   with open(path, newline="") as f:
     reader = csv.DictReader(f)
@@ -174,7 +190,7 @@ def test_cli_input_errors(tmp_path):
 
 
 def test_status_follows_the_launchers_records(tmp_path):
-  run, none = sweep.make_run("configs/lm.py:10k", TINY), frozenset()
+  run, none = sweep.make_run("configs/lm.py:10k", TINY), {}
   assert sweep.status(tmp_path / run.id, none) == "missing"
   workdir = sweep.prepare(run, tmp_path)
   assert sweep.status(workdir, none) == "pending"  # queued by this (live) process
@@ -194,7 +210,7 @@ def test_status_follows_the_launchers_records(tmp_path):
   assert sweep.status(workdir, none) == "interrupted", "gone with a checkpoint: it resumes"
   assert sweep.stop_reason(workdir) == "its process or job is gone (started); resumes from the checkpoint of step 3"
   sweep.write_state(workdir, "queued", slurm_job="77_3")
-  assert sweep.status(workdir, frozenset({"77_3"})) == "pending" and sweep.status(workdir, none) == "interrupted"
+  assert sweep.status(workdir, {"77_3": "PD"}) == "pending" and sweep.status(workdir, none) == "interrupted"
   sweep.write_state(workdir, "ended", exit_code=75)
   assert sweep.status(workdir, none) == "interrupted"
   assert sweep.stop_reason(workdir) == "preempted (exit code 75); resumes from the checkpoint of step 3"
@@ -209,6 +225,53 @@ def test_status_follows_the_launchers_records(tmp_path):
   assert sweep.EXIT_PREEMPTED == checkpoint.EXIT_PREEMPTED
   assert tuple(sweep.STATUS_STYLE) == sweep.STATUSES and len(set(sweep.STATUS_STYLE.values())) == len(sweep.STATUSES)
   assert set(sweep.RELAUNCH) == {"failed", "interrupted", "missing"}
+
+
+def test_a_reused_pid_is_not_the_run_process(tmp_path):
+  """A pid recorded before a reboot (or long ago) may name another process now: the process's start time,
+  recorded with its pid, tells them apart, so the run is not `running` for ever but relaunched."""
+  run = sweep.make_run("configs/lm.py:10k", TINY)
+  workdir = sweep.prepare(run, tmp_path)
+  state = sweep.read_state(workdir)
+  assert state["pid"] == os.getpid() and state["pid_start"] == sweep.process_start(os.getpid()) is not None
+  assert sweep.status(workdir, {}) == "pending"
+  boot, ticks = state["pid_start"].split("/")
+  here = {"host": socket.gethostname(), "pid": os.getpid()}
+  sweep.write_state(workdir, "started", **here, pid_start=f"{boot}/{int(ticks) - 1}")
+  assert sweep.status(workdir, {}) == "failed", "an earlier process of this pid: gone before its first checkpoint"
+  sweep.write_state(workdir, "started", **here, pid_start=f"another-boot/{ticks}")
+  assert sweep.status(workdir, {}) == "failed"
+  (workdir / "checkpoints" / "3").mkdir(parents=True)
+  assert sweep.status(workdir, {}) == "interrupted" and "interrupted" in sweep.RELAUNCH
+  sweep.write_state(workdir, "started", **here, pid_start=state["pid_start"])
+  assert sweep.status(workdir, {}) == "running"
+
+
+def test_a_requeued_slurm_job_is_pending_and_not_submitted_again(tmp_path):
+  """`scontrol requeue` (or SLURM requeueing after a node failure) stops the task, which records its end
+  (exit 75), and queues it again: while SLURM lists it, the run is pending (running once it runs), and
+  rerunning the sweep submits nothing for it; once SLURM has let it go, the run is interrupted and resubmitted."""
+  path = write_experiment(tmp_path / "one.py", '  return [sweep.make_run("configs/lm.py:10k", TINY)]')
+  root = tmp_path / "runs"
+  (run,) = sweep.load_experiment(path)
+  workdir = sweep.prepare(run, root)
+  (workdir / "checkpoints" / "3").mkdir(parents=True)
+  sweep.write_state(workdir, "ended", exit_code=75, host=socket.gethostname(), pid=1, slurm_job="77_0")
+  assert sweep.status(workdir, {"77_0": "PD", "78": "R"}) == "pending"
+  assert sweep.status(workdir, {"77_0": "R"}) == "running"
+  assert sweep.status(workdir, {"77_1": "PD"}) == sweep.status(workdir, None) == "interrupted"
+
+  env = stand_ins(tmp_path, squeue='printf "$SQUEUE_OUT"', sbatch="echo 91")
+  launch = ["--experiment", path, "--root", str(root), "--launcher", "slurm"]
+  queued = subprocess.run([sys.executable, "-m", "scaling.sweep", *launch], capture_output=True, text=True,
+                          env={**env, "SQUEUE_OUT": "77_0 PD\n"}, timeout=120)
+  assert queued.returncode == 0, queued.stderr
+  assert not any(c.startswith("sbatch") for c in calls(tmp_path)), "no second job for a run SLURM still holds"
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["pending"]
+  gone = subprocess.run([sys.executable, "-m", "scaling.sweep", *launch], capture_output=True, text=True,
+                        env={**env, "SQUEUE_OUT": ""}, timeout=120)
+  assert "submitted 1 runs as SLURM job array 91" in gone.stdout, gone.stderr
+  assert sweep.read_state(workdir)["slurm_job"] == "91_0"
 
 
 def test_collect_reports_interrupted_runs_apart_from_failed_ones(tmp_path, capsys):
@@ -252,6 +315,49 @@ def test_collect_reports_interrupted_runs_apart_from_failed_ones(tmp_path, capsy
   assert sweep.main(argv) == 0 and capsys.readouterr().err == ""
 
 
+def test_the_resume_line_repeats_the_launcher_and_its_options(tmp_path):
+  """Runs launched with `--launcher slurm -- --tasks-per-node 2` and then stopped (scancel): a --collect
+  that gives neither still says how to resume them as they were launched, which ROOT/sweep.json records."""
+  path = write_experiment(tmp_path / "three.py", SEEDS)
+  root = tmp_path / "runs"
+  env = stand_ins(tmp_path, squeue="", sbatch="echo 91")
+  launch = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root),
+                           "--launcher", "slurm", "--", "--tasks-per-node", "2"], capture_output=True, text=True,
+                          env=env, timeout=120)
+  assert "submitted 3 runs as SLURM job array 91" in launch.stdout, launch.stderr
+  assert "#SBATCH --ntasks-per-node=2\n" in (root / "slurm" / "three.sbatch").read_text()
+  assert json.loads((root / sweep.SWEEP_FILE).read_text()) == {"experiment": "three", "launcher": "slurm",
+                                                               "launcher_options": ["--tasks-per-node", "2"]}
+  for i, run in enumerate(sweep.load_experiment(path)):  # each task preempted after its first checkpoint
+    (root / run.id / "checkpoints" / "3").mkdir(parents=True)
+    sweep.write_state(root / run.id, "ended", exit_code=75, slurm_job=f"91_{i}")
+  collect = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root),
+                            "--collect"], capture_output=True, text=True, env=env, timeout=120)
+  assert collect.returncode == checkpoint.EXIT_PREEMPTED, collect.stderr
+  assert collect.stderr.splitlines()[0] == (
+      f"3 of 3 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --launcher slurm "
+      f"--root {root} -- --tasks-per-node 2):")
+  assert json.loads((root / sweep.SWEEP_FILE).read_text())["launcher_options"] == ["--tasks-per-node", "2"]
+
+
+def test_two_experiments_in_one_root_is_an_error(tmp_path, capsys):
+  """Each sweep's results.csv has the rows of its experiment only: a second experiment in the same --root
+  would replace the first one's, so it is a one-line error naming both."""
+  root = tmp_path / "runs"
+  first = write_experiment(tmp_path / "first.py", SEEDS)
+  second = write_experiment(tmp_path / "second.py", '  return [sweep.make_run("configs/lm.py:10k", TINY)]')
+  assert sweep.main(["--experiment", first, "--root", str(root), "--collect"]) == 0
+  assert len(read_csv(root / "results.csv")) == 3
+  capsys.readouterr()
+  for mode in (["--collect"], ["--dry-run"], []):
+    assert sweep.main(["--experiment", second, "--root", str(root), *mode]) == 2
+    assert capsys.readouterr().err == (f"error: --root {root} is experiment first's ({root / sweep.SWEEP_FILE}): "
+                                       "second's results.csv would replace its; give second a --root of its own\n")
+  assert len(read_csv(root / "results.csv")) == 3
+  assert sorted(p.name for p in root.iterdir()) == ["results.csv", sweep.SWEEP_FILE], "nothing of the second's"
+  assert sweep.main(["--experiment", first, "--root", str(root), "--collect"]) == 0
+
+
 def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
   """Ctrl-C on a sweep, or SLURM cancelling a job, signals every process of a run: the exec wrapper must not
   pass it on again (a second signal stops training before its checkpoint is saved)."""
@@ -268,8 +374,29 @@ def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
   os.killpg(wrapper.pid, signal.SIGINT)  # as the local launcher passes an interrupt on to a run
   assert wrapper.wait(timeout=30) == 75
   assert sweep.read_state(tmp_path)["exit_code"] == 75
-  assert sweep.status(tmp_path, frozenset()) == "interrupted"
+  assert sweep.status(tmp_path, {}) == "interrupted"
   assert (tmp_path / "train.log").read_text() == "saved after 1 signal(s)\n"
+
+
+def test_a_signal_while_training_starts_up_interrupts_the_run(tmp_path):
+  """SIGTERM (or Ctrl-C) before training has its handler (while it imports, compiles or restores) kills
+  it: the run was stopped, as a preempted one is, not failed, and its exit is recorded so."""
+  training = "import time; open('ready', 'w').close(); time.sleep(60)"
+  (tmp_path / sweep.RUN_FILE).write_text(json.dumps({"train_args": ["-c", training]}))
+  wrapper = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "exec", str(tmp_path)], cwd=tmp_path,
+                             start_new_session=True)
+  deadline = time.time() + 60
+  while not (tmp_path / "ready").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  os.killpg(wrapper.pid, signal.SIGTERM)  # as SLURM stops a job: every process of it
+  assert wrapper.wait(timeout=30) == 128 + signal.SIGTERM
+  assert sweep.status(tmp_path, {}) == "interrupted"
+  state = sweep.read_state(tmp_path)
+  assert (state["exit_code"], state["signal"]) == (-signal.SIGTERM, signal.SIGTERM)
+  assert sweep.stop_reason(tmp_path) == ("stopped by signal 15 while starting up, before it could save; no "
+                                         "checkpoint: rerunning starts it over")
+  sweep.write_state(tmp_path, "ended", exit_code=-signal.SIGKILL, signal=signal.SIGTERM)
+  assert sweep.status(tmp_path, {}) == "failed", "killed by another signal than the one that stopped it"
 
 
 def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
@@ -305,12 +432,13 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path, stop):
   """Ctrl-C (or SIGTERM, as a scheduler stops a job) on a local sweep: training saves and exits 75, the run
-  is interrupted (in results.csv and the closing lines), and launching the sweep again resumes it from its
-  checkpoint to the end."""
-  path = write_experiment(tmp_path / "long.py", '  return sweep.grid("configs/lm.py:10k", overrides={**TINY, '
-                          '"train.steps": 200, "train.log_every": 1})')  # long enough to be running when stopped
+  is interrupted (in results.csv and the closing lines), the run it had not started yet is missing as
+  before (not pending), and launching the sweep again resumes the one from its checkpoint to the end."""
+  path = write_experiment(tmp_path / "long.py", '\n'.join([
+      '  long = sweep.grid("configs/lm.py:10k", overrides={**TINY, "train.steps": 200, "train.log_every": 1})',
+      '  return long + [sweep.make_run("configs/lm.py:10k", TINY)]']))  # the 1st running when stopped, the 2nd queued
   root = tmp_path / "runs"
-  (run,) = sweep.load_experiment(path)
+  run, queued = sweep.load_experiment(path)
   workdir = root / run.id
   proc = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -326,19 +454,20 @@ def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path,
   assert proc.returncode == 128 + stop and "interrupted: rerun the same command to resume" in err, err[-2000:]
   step = sweep.latest_checkpoint(workdir)
   assert sweep.read_state(workdir)["exit_code"] == checkpoint.EXIT_PREEMPTED and 1 <= step < 200
-  assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted"]
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted", "missing"], "never started"
+  assert not (root / queued.id / sweep.STATE_FILE).exists()
 
   collect = run_cli("--experiment", path, "--root", str(root), "--collect")
   assert collect.returncode == checkpoint.EXIT_PREEMPTED, collect.stderr
   assert collect.stderr.splitlines() == [
-      f"1 of 1 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root}):",
+      f"1 of 2 runs interrupted (resume with: python -m scaling.sweep --experiment {path} --root {root}):",
       f"  {run.id}: preempted (exit code 75); resumes from the checkpoint of step {step}  [{workdir / 'train.log'}]"]
   row = next(line for line in collect.stdout.splitlines() if run.id in line)  # the table, in full in a log too
   assert row.split()[2:4] == [f"{step}/200", "interrupted"], collect.stdout
 
   resumed = run_cli("--experiment", path, "--root", str(root))
   assert resumed.returncode == 0, resumed.stderr
-  assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok"]
+  assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok", "ok"]
   assert f"resumed from the checkpoint of step {step}" in (workdir / "train.log").read_text()
   assert json.loads((workdir / "summary.json").read_text())["steps"] == 200
 
@@ -358,20 +487,12 @@ def test_tpu_dry_run_matches_golden():
 def test_tpu_sweep_passes_on_how_the_workers_sweep_ended(tmp_path, remote_exit, expected):
   """With a stand-in gcloud: the workers' sweep exit code (1 failed runs, 75 interrupted) is the local
   sweep's, and any other failure of launch.sh is an error naming it."""
-  bin_dir = tmp_path / "bin"
-  bin_dir.mkdir()
-  (bin_dir / "gcloud").write_text('#!/bin/bash\necho "gcloud $*" >> "$GCLOUD_LOG"\n'
-                                  '[[ "$*" == *scaling.sweep* ]] && exit "$REMOTE_EXIT"\nexit 0\n')
-  (bin_dir / "gcloud").chmod(0o755)
-  path = write_experiment(tmp_path / "three.py", SEEDS)
-  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path),
-         "GCLOUD_LOG": str(tmp_path / "gcloud.log"), "REMOTE_EXIT": str(remote_exit)}
-  result = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(tmp_path / "r"),
-                           "--launcher", "tpu", "--", "--tpu", "pod", "--zone", "z"],
+  env = stand_ins(tmp_path, gcloud=f'[[ "$*" == *scaling.sweep* ]] && exit {remote_exit}\nexit 0')
+  result = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment", "experiments/model_size.py",
+                           "--root", str(tmp_path / "r"), "--launcher", "tpu", "--", "--tpu", "pod", "--zone", "z"],
                           capture_output=True, text=True, env=env, timeout=120)
   assert result.returncode == expected, result.stderr
-  calls = (tmp_path / "gcloud.log").read_text().splitlines()
-  assert [c.split()[4] for c in calls] == ["scp", "ssh", "ssh"] and "scaling.sweep" in calls[-1]
+  assert [c.split()[4] for c in calls(tmp_path)] == ["scp", "ssh", "ssh"] and "scaling.sweep" in calls(tmp_path)[-1]
   if expected == 1:
     assert result.stderr.splitlines()[-1].startswith("error: launch.sh tpu exited with 1: runs failed on the TPU workers")
   elif expected == 75:
@@ -380,14 +501,59 @@ def test_tpu_sweep_passes_on_how_the_workers_sweep_ended(tmp_path, remote_exit, 
     assert result.stderr.splitlines()[-1] == "error: launch.sh tpu failed with exit code 255 (its message is above)"
 
 
+def test_tpu_sweep_always_runs_the_workers_sweep_on_the_experiment_it_ships(tmp_path):
+  """What to launch is the workers' sweep's to decide, from the root they see: runs finished in a root
+  of that name here (a local pilot) launch nothing here but still the workers' sweep, with the
+  experiment's path in the checkout that launch.sh copies there (their working directory), and --collect
+  collects there. An experiment file outside that checkout, which they would not have, is an error."""
+  root = tmp_path / "r"
+  for run in sweep.load_experiment("experiments/model_size.py"):
+    (root / run.id).mkdir(parents=True)
+    (root / run.id / "summary.json").write_text(json.dumps({"status": "ok"}))
+  env = stand_ins(tmp_path, gcloud="exit 0")
+  for extra, forwarded in (([], ""), (["--collect", "--only", "lm-1m"], " --only lm-1m --collect")):
+    result = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment",
+                             str(Path("experiments/model_size.py").resolve()), "--root", str(root), "--launcher", "tpu",
+                             *extra, "--", "--tpu", "pod", "--zone", "z"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    assert calls(tmp_path)[-1] == ("gcloud compute tpus tpu-vm ssh pod --worker=all --zone=z --command cd ~/scaling && "
+                                   f"python3 -m scaling.sweep --experiment experiments/model_size.py --root {root}"
+                                   f"{forwarded}")
+  assert len(calls(tmp_path)) == 6 and not (root / "results.csv").exists()
+
+  outside = write_experiment(tmp_path / "three.py", SEEDS)
+  result = run_cli("--experiment", outside, "--root", str(root), "--launcher", "tpu", "--", "--tpu", "pod", "--zone",
+                   "z")
+  assert result.returncode == 2 and result.stderr == (
+      f"error: --launcher tpu: {outside} is not among the files launch.sh tpu copies to the workers (those of the "
+      f"checkout {Path.cwd()} that git does not ignore): move it there, e.g. to experiments/\n")
+  assert len(calls(tmp_path)) == 6, "nothing launched"
+
+
+def test_launch_sh_tpu_outside_a_git_checkout_is_an_error(tmp_path):
+  """launch.sh tpu ships the files git lists: a copy of the code without .git would ship an empty archive
+  (and the workers run whatever they had), so it stops before copying anything."""
+  copy = tmp_path / "code"
+  copy.mkdir()
+  shutil.copy("launch.sh", copy)
+  env = stand_ins(tmp_path, gcloud="exit 0")
+  result = subprocess.run([str(copy / "launch.sh"), "tpu", "--tpu", "pod", "--zone", "z", "--", "echo", "hi"],
+                          capture_output=True, text=True, env=env)
+  assert result.returncode == 2 and result.stderr == (
+      f"launch.sh: tpu: {copy} is not a git checkout, whose files (as git lists them) tpu copies: run it from a "
+      "clone\n")
+  assert calls(tmp_path) == [] and not (tmp_path / "scaling-pod.tar.gz").exists()
+
+
 def test_sweep_tpu_and_slurm_dry_runs(tmp_path):
   path = write_experiment(tmp_path / "three.py", SEEDS)
   root = tmp_path / "runs"
-  tpu = run_cli("--experiment", path, "--root", str(root), "--launcher", "tpu", "--dry-run", "--",
-                "--tpu", "pod", "--zone", "z")
+  tpu = run_cli("--experiment", "experiments/model_size.py", "--root", str(root), "--launcher", "tpu", "--dry-run",
+                "--", "--tpu", "pod", "--zone", "z")
   assert tpu.returncode == 0, tpu.stderr
-  assert (f"--worker=all --zone=z --command 'cd ~/scaling && python3 -m scaling.sweep --experiment {path} "
-          f"--root {root}'\n") in tpu.stdout
+  assert (f"--worker=all --zone=z --command 'cd ~/scaling && python3 -m scaling.sweep --experiment "
+          f"experiments/model_size.py --root {root}'\n") in tpu.stdout
   slurm = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm", "--dry-run", "--",
                   "--tasks-per-node", "2", "--partition", "cpu")
   assert slurm.returncode == 0, slurm.stderr
@@ -442,3 +608,36 @@ def test_slurm_job_array_of_two_process_runs(tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["num_devices"] == 2 and int(row["D"]) == summary["D"] == 5 * 4 * 32
   assert sweep.read_state(root / rows[0]["run_id"])["slurm_job"].endswith("_0")  # task 0 ran run 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SLURM_SKIP is not None, reason=SLURM_SKIP or "")
+def test_slurm_requeued_run_is_pending_and_not_submitted_twice(tmp_path):
+  """`scontrol requeuehold` stops a running task (training saves and exits 75) and queues it again: the
+  run is pending while SLURM holds it, and launching the sweep again submits nothing for it."""
+  path = write_experiment(tmp_path / "sweep_test_requeue.py", '  return sweep.grid("configs/lm.py:10k", overrides={'
+                          '**TINY, "train.steps": 2000, "train.log_every": 1})')
+  root = tmp_path / "runs"
+  (run,) = sweep.load_experiment(path)
+  workdir = root / run.id
+  try:
+    submit = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm")
+    job = sweep.read_state(workdir)["slurm_job"]
+    assert job.endswith("_0"), submit.stderr
+    deadline = time.time() + 180
+    while not (workdir / "metrics.jsonl").exists() and time.time() < deadline:  # training has begun
+      time.sleep(0.5)
+    subprocess.run(["scontrol", "requeuehold", job], check=True)
+    while sweep.read_state(workdir).get("state") != "ended" and time.time() < deadline:
+      time.sleep(0.5)
+    assert sweep.read_state(workdir)["exit_code"] == checkpoint.EXIT_PREEMPTED
+    while sweep.slurm_queue().get(job) != "PD" and time.time() < deadline:  # completing (CG), then pending
+      time.sleep(0.5)
+    assert sweep.slurm_queue()[job] == "PD"
+    collect = run_cli("--experiment", path, "--root", str(root), "--collect")
+    assert collect.returncode == 0 and [r["status"] for r in read_csv(root / "results.csv")] == ["pending"]
+    again = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm")
+    assert again.returncode == 0 and "submitted" not in again.stdout, again.stderr
+    assert [j for j in sweep.slurm_queue() if j.split("_")[0] == job.split("_")[0]] == [job]
+  finally:
+    subprocess.run(["scancel", "--name", "sweep_test_requeue"])
