@@ -358,6 +358,18 @@ def test_two_experiments_in_one_root_is_an_error(tmp_path, capsys):
   assert sweep.main(["--experiment", first, "--root", str(root), "--collect"]) == 0
 
 
+def start_exec(run_dir, training: str) -> subprocess.Popen:
+  """The sweep's exec wrapper running the Python program `training` as a run in `run_dir`, in a session of its
+  own, once the program has written run_dir/ready."""
+  (run_dir / sweep.RUN_FILE).write_text(json.dumps({"train_args": ["-c", training]}))
+  wrapper = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "exec", str(run_dir)], cwd=run_dir,
+                             start_new_session=True)
+  deadline = time.time() + 60
+  while not (run_dir / "ready").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  return wrapper
+
+
 def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
   """Ctrl-C on a sweep, or SLURM cancelling a job, signals every process of a run: the exec wrapper must not
   pass it on again (a second signal stops training before its checkpoint is saved)."""
@@ -365,12 +377,7 @@ def test_an_interrupt_reaches_training_once_and_its_exit_is_recorded(tmp_path):
       "import signal, sys, time", "got = []", "signal.signal(signal.SIGINT, lambda s, f: got.append(s))",
       "open('ready', 'w').close()", "while not got: time.sleep(0.01)", "time.sleep(0.5)",
       "print('saved after', len(got), 'signal(s)')", "sys.exit(75)"])
-  (tmp_path / sweep.RUN_FILE).write_text(json.dumps({"train_args": ["-c", training]}))
-  wrapper = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "exec", str(tmp_path)], cwd=tmp_path,
-                             start_new_session=True)
-  deadline = time.time() + 60
-  while not (tmp_path / "ready").exists() and time.time() < deadline:
-    time.sleep(0.05)
+  wrapper = start_exec(tmp_path, training)
   os.killpg(wrapper.pid, signal.SIGINT)  # as the local launcher passes an interrupt on to a run
   assert wrapper.wait(timeout=30) == 75
   assert sweep.read_state(tmp_path)["exit_code"] == 75
@@ -382,12 +389,7 @@ def test_a_signal_while_training_starts_up_interrupts_the_run(tmp_path):
   """SIGTERM (or Ctrl-C) before training has its handler (while it imports, compiles or restores) kills
   it: the run was stopped, as a preempted one is, not failed, and its exit is recorded so."""
   training = "import time; open('ready', 'w').close(); time.sleep(60)"
-  (tmp_path / sweep.RUN_FILE).write_text(json.dumps({"train_args": ["-c", training]}))
-  wrapper = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "exec", str(tmp_path)], cwd=tmp_path,
-                             start_new_session=True)
-  deadline = time.time() + 60
-  while not (tmp_path / "ready").exists() and time.time() < deadline:
-    time.sleep(0.05)
+  wrapper = start_exec(tmp_path, training)
   os.killpg(wrapper.pid, signal.SIGTERM)  # as SLURM stops a job: every process of it
   assert wrapper.wait(timeout=30) == 128 + signal.SIGTERM
   assert sweep.status(tmp_path, {}) == "interrupted"
