@@ -288,8 +288,9 @@ class Checkpoints:
   def resume(self, trainer, iterator):
     """Restore the newest readable checkpoint onto `trainer`'s shardings and `iterator`: returns
     (state, meta), or None in a workdir without checkpoints. Unreadable newer steps are moved aside; when
-    none reads back, a CheckpointError leaves them all in place. A checkpoint of another model or config (check_same_shapes, check_same_run), or past
-    train.steps, raises a CheckpointError."""
+    none reads back, a CheckpointError leaves them all in place. A checkpoint of another model, config,
+    corpus or schedule (check_same_shapes, check_same_run, check_same_schedule), or past train.steps, raises
+    a CheckpointError."""
     target, config = trainer.abstract_state(), trainer.config
 
     def read(step):
@@ -297,7 +298,6 @@ class Checkpoints:
       where = f"{self.directory} (step {step})"
       check_same_shapes(arrays, target, meta["config"], config, where)
       check_same_run(meta["config"], config, where)
-      check_same_schedule(meta["config"], config, step, where)
       if self.dataset and meta.get("dataset", self.dataset) != self.dataset:  # older checkpoints: not recorded
         raise CheckpointError(f"{where} was trained on {meta['dataset']}, but this run reads {self.dataset}: the "
                               "corpus changed (another Python's standard library, edited files or another "
@@ -305,6 +305,7 @@ class Checkpoints:
       if step > config.train.steps:
         raise CheckpointError(f"{where} is past config.train.steps={config.train.steps}: set it to {step} or more "
                               "to continue the run, or use a fresh --workdir")
+      check_same_schedule(meta["config"], config, step, where)
       return self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
 
