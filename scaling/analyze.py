@@ -154,6 +154,8 @@ def load_runs(
   columns["L"] = loss_col
   if "run_id" in header:
     _check_unique_ids(rows, csv_path)
+  if "dataset" in header:
+    _check_one_corpus(rows, csv_path)
 
   values = {
     quantity: [_parse_float(row[name], f"line {line}, column {name!r}") for line, row in rows]
@@ -169,6 +171,17 @@ def load_runs(
     names={quantity: f"column {name!r}" for quantity, name in columns.items()},
   )
   return runs, n_rows, columns
+
+
+def _check_one_corpus(rows, csv_path) -> None:
+  """Runs on different corpora (our sweeps' ``dataset`` column: another Python's pystdlib, edited files) have
+  losses on different data, which no one law fits: an AnalysisError naming them."""
+  corpora = Counter((row["dataset"] or "").strip() for _, row in rows)
+  corpora.pop("", None)
+  if len(corpora) > 1:
+    found = "; ".join(f"{name}: {n} run(s)" for name, n in corpora.most_common())
+    raise AnalysisError(f"{csv_path} mixes runs on {len(corpora)} corpora ({found}): losses on different data do "
+                        "not lie on one law; analyse each corpus's runs apart")
 
 
 def _check_unique_ids(rows, csv_path) -> None:

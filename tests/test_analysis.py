@@ -429,6 +429,14 @@ def test_loss_falls_back_to_train_loss(tmp_path):
       [],
       r"^error: run_id 'r0' is on lines 2, 5 of \S*bad\.csv \(1 more run_id\(s\) repeat\); each run must appear once",
     ),
+    (
+      ["run_id", "N", "D", "eval_loss", "dataset", "status"],
+      [[f"r{i}", 1e6 * (i + 1), 1e7, 3.0, f"pystdlib/py3.1{1 + i % 2}.0-0123:1.0.0", "ok"] for i in range(5)],
+      [],
+      r"^error: \S*bad\.csv mixes runs on 2 corpora \(pystdlib/py3\.11\.0-0123:1\.0\.0: 3 run\(s\); "
+      r"pystdlib/py3\.12\.0-0123:1\.0\.0: 2 run\(s\)\): losses on different data do not lie on one law; analyse "
+      r"each corpus's runs apart$",
+    ),
     (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, "nan"], [1e9, 1e10, 2.8]], [], "column 'loss' is NaN"),
     (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, "abc", 2.9], [1e9, 1e10, 2.8]], [], "'abc' is not a number"),
     (["N", "D", "loss"], [[1e8, 1e10, 3.0], [2e8, 1e10, 2.9]], [], "only 2 run"),
