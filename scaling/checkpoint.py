@@ -5,19 +5,24 @@ A checkpoint at step S holds all that continuing exactly needs, one orbax item e
          lay the arrays out, so a run resumes on another mesh or device count just as on the same one
   data   the training iterator's state after S batches (JSON)
   meta   the resolved config, time spent so far, the skipped-step count, the last train metrics logged and
-         the metrics of the steps since (the next record averages them too) (JSON)
+         the metrics of the steps since (the next record averages them too), and a checksum of each array
+         of the state (JSON)
 There is no RNG state to save: dropout keys derive from (config.seed, step) inside the step. A run
 resumes only with the config it was saved with, up to the fields in RESUMABLE.
 
 Orbax writes a step into `S.orbax-checkpoint-tmp` and renames it when every item is written, so a
 run killed mid-save leaves no directory that looks complete; `all_steps()` ignores the remains, and
 the next start deletes them. A complete-looking step that does not read back (truncated or corrupt
-files) is reported in one line, moved aside to `S.unreadable-<time>`, and the step before it used.
+files) is reported in one line, moved aside to `S.unreadable-<time>`, and the step before it used. So is
+one whose arrays read back with other values than were saved (a bit flipped on disk or in transit, which
+orbax's compressed files mostly do not detect): meta holds a checksum of every array (fingerprints), and a
+restore recomputes them.
 
   python -m scaling.checkpoint export --workdir W --out DIR [--step S]
 
-writes the parameters alone (DIR/params, orbax) and the resolved config (DIR/config.json);
-`load_params(DIR, trainer)` places them for evaluation or fine-tuning.
+writes the parameters alone (DIR/params, orbax), the resolved config (DIR/config.json) and the
+parameters' checksums (DIR/fingerprints.json); `load_params(DIR, trainer)` checks and places them for
+evaluation or fine-tuning.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax import lax
 from jax.experimental import multihost_utils
 
 from scaling import optim
@@ -48,6 +55,10 @@ EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run stopped early, saved, and continues 
 
 class CheckpointError(UserError):
   """A workdir whose checkpoints do not fit this run, or an export that cannot be written or read."""
+
+
+class ChangedAfterSave(ValueError):
+  """A checkpoint's arrays read back with other values than were saved (their fingerprints differ)."""
 
 
 class Preempted(Exception):
@@ -117,6 +128,44 @@ def _first_line(error: BaseException) -> str:
   while error.__cause__ is not None:
     error = error.__cause__
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _fingerprint(x: jax.Array) -> jax.Array:
+  """A uint32 checksum of x's bits: the sum of each element's bits times an odd weight (2i + 1, i its index
+  in x flattened) modulo 2^32. Any change to one element changes it (an odd weight is invertible modulo
+  2^32), and it is the same on any mesh: a sum of integers does not depend on its order."""
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  bits = lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}")).astype(jnp.uint32)
+  index, stride = jnp.zeros(x.shape, jnp.uint32), 1
+  for axis in reversed(range(x.ndim)):  # the flat index from per-axis iotas, which shard like x
+    index += lax.broadcasted_iota(jnp.uint32, x.shape, axis) * np.uint32(stride % 2**32)
+    stride *= x.shape[axis]
+  return jnp.sum(bits * (2 * index + 1), dtype=jnp.uint32)
+
+
+_fingerprints = jax.jit(lambda tree: jax.tree.map(_fingerprint, tree))
+
+
+def fingerprints(tree) -> dict[str, int]:
+  """{'params/blocks/0/attn/q/kernel': checksum, ...} of the arrays of `tree` (see _fingerprint), computed
+  where the arrays lie."""
+  return {"/".join(k): int(v) for k, v in ocp.tree.to_flat_dict(jax.device_get(_fingerprints(tree))).items()}
+
+
+def check_fingerprints(tree, saved: dict | None) -> None:
+  """Raise ChangedAfterSave when an array of `tree` has another fingerprint than `saved` records for it
+  (checkpoints saved before fingerprints were recorded have none: nothing to check)."""
+  if not saved:
+    return
+  now = fingerprints(tree)
+  changed = [k for k in now if k in saved and now[k] != saved[k]]
+  if changed:
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    raise ChangedAfterSave(f"{changed[0]}{more} read back with other values than were saved (their checksums "
+                           "differ): the files were damaged or changed after the save")
 
 
 def check_same_shapes(saved_tree, target, saved_config: dict, config, where: str,
@@ -236,6 +285,7 @@ class Checkpoints:
   def save(self, step: int, state, data_state: dict, meta: dict, wait: bool = False) -> None:
     """Save (in the background when checkpoint.async_save, unless `wait`). The iterator's state must
     be taken after exactly `step` batches: `data_state` is written as given."""
+    meta = {**meta, "fingerprints": fingerprints(state)}
     with self._writing():
       self.manager.save(step, force=True, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta)))
@@ -306,8 +356,10 @@ class Checkpoints:
         raise CheckpointError(f"{where} is past config.train.steps={config.train.steps}: set it to {step} or more "
                               "to continue the run, or use a fresh --workdir")
       check_same_schedule(meta["config"], config, step, where)
-      return self.manager.restore(step, args=ocp.args.Composite(
+      restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+      check_fingerprints(restored["state"], meta.get("fingerprints"))
+      return restored
 
     found, failed = self.newest(read)
     if found is None and failed:  # a passing failure (I/O, memory) must not start the run over: the user decides
@@ -372,8 +424,9 @@ class Preemption:
 # ---------------------------------------------------------------- parameters only
 
 def export(workdir: str, out: str, step: int | None = None) -> int:
-  """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params and
-  its resolved config to out/config.json; returns the step. Reads on the host: no mesh is needed."""
+  """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params, its
+  resolved config to out/config.json and the parameters' fingerprints to out/fingerprints.json; returns
+  the step. Reads on the host: no mesh is needed."""
   checkpoints = Checkpoints(workdir)
   steps = [s for s in checkpoints.manager.all_steps() if step is None or s == step]
   where = f"--workdir {workdir}: {checkpoints.directory} has no checkpoint{'' if step is None else f' of step {step}'}"
@@ -390,6 +443,7 @@ def export(workdir: str, out: str, step: int | None = None) -> int:
       restored = reader.restore(checkpoints.directory / str(s) / "state", args=ocp.args.PyTreeRestore(
           item={"params": host}, partial_restore=True,
           restore_args={"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), host)}))
+    check_fingerprints(restored, meta.get("fingerprints"))
     return restored["params"], meta["config"]
 
   found, _ = checkpoints.newest(read, steps)
@@ -400,6 +454,7 @@ def export(workdir: str, out: str, step: int | None = None) -> int:
   with ocp.StandardCheckpointer() as writer:
     writer.save(out_dir / "params", params)
   (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+  (out_dir / "fingerprints.json").write_text(json.dumps(fingerprints(params), indent=2))
   return step
 
 
@@ -417,7 +472,13 @@ def load_params(path: str, trainer):
     saved = reader.metadata(path / "params").item_metadata.tree
     check_same_shapes(saved, target, saved_config, trainer.config, f"{path} (exported parameters)",
                       f"load them with a trainer of the model in {path / 'config.json'}")
-    return reader.restore(path / "params", target)
+    params = reader.restore(path / "params", target)
+  saved_fingerprints = path / "fingerprints.json"  # exports of earlier versions have none
+  try:
+    check_fingerprints(params, json.loads(saved_fingerprints.read_text()) if saved_fingerprints.is_file() else None)
+  except ChangedAfterSave as e:
+    raise CheckpointError(f"{path} (exported parameters): {e}; export them again") from None
+  return params
 
 
 def main(argv=None) -> int:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -185,6 +186,59 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(straight, tmp_pa
   evals = tensorboard_scalars(tmp_path, "eval/loss")
   assert [s for s, _, _ in evals] == [STEPS] and evals[0][2] >= resumed_at
   assert evals[0][1] == pytest.approx(summary["eval_loss"], rel=1e-6)
+
+
+def flip_one_bit(directory: Path, target) -> str:
+  """Rewrite the orbax checkpoint in `directory` (of the tree `target`) with one bit of its fourth array flipped,
+  as a disk or a copy might (orbax's compressed files mostly read such a flip back without an error): returns
+  the array's name, the one fingerprint that changed."""
+  with ocp.StandardCheckpointer() as c:
+    tree = c.restore(directory, target)
+  leaves, treedef = jax.tree.flatten(tree)
+  flipped = np.array(leaves[3])
+  flipped.view(np.uint32).reshape(-1)[5] ^= 1 << 20
+  changed = jax.tree.unflatten(treedef, leaves[:3] + [flipped] + leaves[4:])
+  before, after = checkpoint.fingerprints(tree), checkpoint.fingerprints(changed)
+  [name] = [k for k in before if before[k] != after[k]]
+  shutil.rmtree(directory)
+  with ocp.StandardCheckpointer() as c:
+    c.save(directory, changed)
+  return name
+
+
+def test_a_checkpoint_changed_after_its_save_falls_back_to_the_one_before(straight, tmp_path, caplog):
+  workdir, reference, reference_losses = straight
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  target = make_trainer(train.resolve(worker.load())[0]).abstract_state()
+  changed = flip_one_bit(tmp_path / "checkpoints/10/state", target)  # Adam's first moment of a kernel
+  summary = train.train(worker.load(), str(tmp_path))
+  unreadable = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+  assert unreadable == [
+      f"checkpoint at step 10 in {tmp_path / 'checkpoints'} is unreadable ({changed} read back with other values "
+      "than were saved (their checksums differ): the files were damaged or changed after the save); trying the one "
+      "before it"]
+  assert len(list((tmp_path / "checkpoints").glob("10.unreadable-*"))) == 1
+  assert losses(tmp_path) == reference_losses and summary["eval_loss"] == reference["eval_loss"]
+
+
+def test_fingerprints_are_a_weighted_sum_of_the_bits_that_any_one_flip_changes():
+  rng = np.random.default_rng(0)
+  arrays = {"f32": rng.normal(size=(6, 5)).astype(np.float32), "bf16": rng.normal(size=(7,)).astype(jnp.bfloat16),
+            "i32": rng.integers(-2**31, 2**31, size=(3, 2, 4), dtype=np.int32), "bool": np.array([True, False, True]),
+            "scalar": np.float32(-0.0)}
+
+  def reference(a):  # the bits as unsigned integers, weighted 1, 3, 5, ... in flat order, modulo 2^32
+    a = np.asarray(a)
+    bits = a.view(f"uint{8 * a.itemsize}").astype(np.uint64).reshape(-1)
+    return int((bits * (2 * np.arange(a.size, dtype=np.uint64) + 1)).sum() % 2**32)
+
+  got = checkpoint.fingerprints(arrays)
+  assert got == {k: reference(v) for k, v in arrays.items()} and got["scalar"] == 2**31
+  one = arrays["f32"].copy()
+  for bit in range(32):
+    one.view(np.uint32)[4, 3] ^= 1 << bit
+    assert checkpoint.fingerprints({"f32": one})["f32"] != got["f32"]
+    one.view(np.uint32)[4, 3] ^= 1 << bit
 
 
 def test_no_readable_checkpoint_left_is_one_line_and_keeps_them(straight, tmp_path, capsys):
@@ -373,6 +427,12 @@ def test_exported_parameters_give_the_live_eval_loss(straight, tmp_path):
   params = checkpoint.load_params(str(tmp_path), trainer)
   assert train.evaluate(trainer, params, config)["loss"] == summary["eval_loss"]
   assert checkpoint.main(["export", f"--workdir={workdir}", f"--out={tmp_path}"]) == 2, "never overwrites"
+  changed = flip_one_bit(tmp_path / "params", trainer.abstract_state()["params"])
+  with pytest.raises(checkpoint.CheckpointError) as e:
+    checkpoint.load_params(str(tmp_path), trainer)
+  assert str(e.value) == (f"{tmp_path} (exported parameters): {changed} read back with other values than were "
+                          "saved (their checksums differ): the files were damaged or changed after the save; export "
+                          "them again")
   with pytest.raises(checkpoint.CheckpointError) as e:
     checkpoint.load_params(str(tmp_path), make_trainer(train.resolve(worker.load(**{"model.d_model": 32}))[0]))
   assert str(e.value) == (
