@@ -26,3 +26,22 @@ def one_batch(cfg, seed=0):
 def make_trainer(cfg):
   """A Trainer on a one-device mesh."""
   return Trainer(cfg, sharding.make_mesh(cfg.mesh, jax.devices()[:1]))
+
+
+def assert_accumulation_is_the_big_batch(config, batch, accums=(1, 4), steps=2):
+  """Train `config(accum_steps)` for `steps` steps on batch(cfg, seed=step) for each of `accums`: every run
+  must log the first's losses and gradient norms and end with its parameters (up to rounding)."""
+  results = []
+  for accum in accums:
+    cfg = config(accum)
+    trainer = make_trainer(cfg)
+    state = trainer.init()
+    logged = []
+    for seed in range(steps):
+      state, m = trainer.train_step(state, batch(cfg, seed))
+      logged.append((float(m["loss"]), float(m["grad_norm"])))
+    results.append((logged, jax.device_get(state["params"])))
+  for logged, params in results[1:]:
+    np.testing.assert_allclose(results[0][0], logged, rtol=2e-6)
+    for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(params)):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)

@@ -20,7 +20,7 @@ from scaling import config as config_lib
 from scaling import flops, model, objectives, train
 from scaling.data import DataError, get_tokenizer, pipeline, sources
 from scaling.data.pairs import PairSource
-from common import make_trainer
+from common import assert_accumulation_is_the_big_batch, make_trainer
 
 BYTE = get_tokenizer(config_lib.load("configs/base.py").data)
 
@@ -168,20 +168,10 @@ def test_nsp_loss_is_the_mean_over_real_rows_added_to_the_mean_mlm_loss():
 def test_accumulation_equals_the_big_batch(objective):
   """The masks are drawn for the whole batch and NSP is the whole batch's mean, so accumulating 2
   microbatches (without dropout) is the big batch's update, the padding row in one microbatch only."""
-  results = []
-  for accum in (1, 2):
-    cfg = tiny(objective=objective, **{"optim.accum_steps": accum, "optim.warmup_steps": 0, "optim.eps": 1.0,
-                                       "model.dropout": 0.0, "model.pooler": objective == "mlm_nsp"})
-    trainer = make_trainer(cfg)
-    state = trainer.init()
-    metrics = []
-    for seed in range(2):
-      state, m = trainer.train_step(state, encoder_batch(cfg, seed))
-      metrics.append((float(m["loss"]), float(m["grad_norm"])))
-    results.append((metrics, jax.device_get(state["params"])))
-  np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-6)
-  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+  assert_accumulation_is_the_big_batch(
+      lambda accum: tiny(objective=objective, **{"optim.accum_steps": accum, "optim.warmup_steps": 0, "optim.eps": 1.0,
+                                                 "model.dropout": 0.0, "model.pooler": objective == "mlm_nsp"}),
+      encoder_batch, accums=(1, 2))
 
 
 def test_nsp_without_the_pooler_is_a_config_error():
