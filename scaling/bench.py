@@ -181,9 +181,9 @@ def kernel_census(hlo: str) -> dict:
                                  "other")}
 
 
-def compile_for(config, target: str, devices: int = 1) -> dict:
-  """Compile `config`'s train step ahead of time for `devices` GPUs of `target` (see target_devices),
-  on this machine: XLA's memory plan for one device and the kernels one step launches."""
+def compile_step(config, target: str, devices: int = 1):
+  """`config`'s train step compiled ahead of time for `devices` GPUs of `target` (see target_devices), on
+  this machine: (the resolved config, the compiled step, the seconds compiling took, one of the devices)."""
   config, _ = resolve(config)
   mesh = sharding.make_mesh(config.mesh, target_devices(target, devices))
   trainer = Trainer(config, mesh)
@@ -192,9 +192,14 @@ def compile_for(config, target: str, devices: int = 1) -> dict:
            for k, v in synthetic_batch(config).items()}
   start = time.perf_counter()
   compiled = trainer.train_step.lower(trainer.abstract_state(), batch).compile()
-  compile_s = time.perf_counter() - start
+  return config, compiled, time.perf_counter() - start, mesh.devices.flat[0]
+
+
+def compile_for(config, target: str, devices: int = 1) -> dict:
+  """Compile `config`'s train step for `devices` GPUs of `target` (compile_step): XLA's memory plan for one
+  device and the kernels one step launches."""
+  config, compiled, compile_s, device = compile_step(config, target, devices)
   plan = compiled.memory_analysis()
-  device = mesh.devices.flat[0]
   size = re.search(r"device_memory_size:\s*(\d+)", target_description(target))
   return {"config": f"{config.family}:{config.size}", "target": target, "device": device.device_kind,
           "devices": devices, "batch": config.train.batch_size, "seq_len": config.data.seq_len,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from scaling.data import DataError, get_tokenizer
 
@@ -28,7 +29,11 @@ def token_losses(model, h, targets, weights, z_loss: float, chunk: int):
   def sums(h, targets, weights):
     logits = model.logits(h).astype(jnp.float32)
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    # the target's logit by comparison with the vocabulary's iota, not a gather: the gradient is then
+    # elementwise and XLA fuses it with the softmax's into one pass writing the compute dtype, where a
+    # gather's scatter made it write the full vocabulary's fp32 gradient twice (compiled for an H100)
+    is_target = lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1) == targets[..., None]
+    target_logit = jnp.where(is_target, logits, 0.0).sum(-1)
     correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     return jnp.stack([((log_z - target_logit) * weights).sum(), (z_loss * log_z**2 * weights).sum(),
                       (correct * weights).sum()])
