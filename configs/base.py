@@ -46,7 +46,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.remat = "none"  # rematerialise blocks in the backward pass: none | full | dots
   m.scan_layers = False  # run the blocks as one lax.scan over stacked params (faster compiles) instead of a loop
   m.scan_unroll = 1  # with scan_layers: blocks per scan iteration (num_layers = fully unrolled)
-  m.logits_chunk = 0  # >0: compute the loss over this many positions at a time (never all fp32 logits)
+  m.logits_chunk = 0  # >0: compute the loss over this many positions at a time (never all the logits at once)
 
   d = c.data = ml_collections.ConfigDict()
   d.dataset = "pystdlib"  # pystdlib (built-in corpus) | synthetic | files | any TFDS dataset name
