@@ -139,10 +139,8 @@ COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "coll
 OPCODE = re.compile(r"=.*?\s([a-z][a-z0-9\-]*)\(")
 
 
-def kernel_census(hlo: str) -> dict:
-  """The kernels one step launches, counted in the compiled step's HLO text (a loop's body times its trip
-  count), by what they do (matmul, attention, collective, other: elementwise, reductions, copies) and by
-  the part of the step their operation came from (forward, backward, update: the optimizer and metrics)."""
+def hlo_computations(hlo: str) -> tuple[dict[str, list[str]], str]:
+  """The computations of a compiled module's HLO text, {name: its instruction lines}, and the entry's name."""
   computations, entry, body = {}, None, None
   for line in hlo.splitlines():
     if body is None and line.endswith("{") and not line.startswith(" "):
@@ -153,6 +151,14 @@ def kernel_census(hlo: str) -> dict:
       body = None
     elif body is not None:
       body.append(line)
+  return computations, entry
+
+
+def kernel_census(hlo: str) -> dict:
+  """The kernels one step launches, counted in the compiled step's HLO text (a loop's body times its trip
+  count), by what they do (matmul, attention, collective, other: elementwise, reductions, copies) and by
+  the part of the step their operation came from (forward, backward, update: the optimizer and metrics)."""
+  computations, entry = hlo_computations(hlo)
   counts = collections.Counter()
 
   def walk(name: str, times: int) -> None:

@@ -265,12 +265,11 @@ def test_the_loss_writes_no_float32_logits_on_a_gpu():
 def written_arrays(hlo: str) -> set[tuple[str, tuple]]:
   """{(dtype, shape)} of the arrays a compiled step writes to memory: the outputs of the instructions outside
   fusions (a fusion's inner values stay in registers)."""
+  computations, _ = bench.hlo_computations(hlo)
   fused = set(re.findall(r"calls=%?([\w.\-]+)", hlo))
-  written, inside = set(), False
-  for line in hlo.splitlines():
-    if line.endswith("{") and not line.startswith(" "):
-      inside = line.split()[1 if line.startswith("ENTRY ") else 0].lstrip("%") in fused
-    elif not inside and (out := re.match(r"\s*(?:ROOT )?%\S+ = (.*?) [a-z][\w\-]*\(", line)):
+  written = set()
+  for line in (line for name, lines in computations.items() if name not in fused for line in lines):
+    if out := re.match(r"\s*(?:ROOT )?%\S+ = (.*?) [a-z][\w\-]*\(", line):
       written |= {(dtype, tuple(map(int, dims.split(",")))) for dtype, dims in re.findall(r"(\w+)\[([\d,]+)\]", out[1])}
   return written
 
