@@ -654,7 +654,7 @@ def test_underflowing_E_is_reported_not_a_traceback(tmp_path, monkeypatch):
   fit = analyze_module.fit_approach3
 
   def underflowing(runs, **kwargs):
-    law = fit(runs, **kwargs)
+    law = fit(runs, **{**kwargs, "starts": start_grid()[::45]})  # 100 of the 4500 starts: a quicker test
     assert law.log_E < -20 and 0.35 < law.alpha < 0.36 and 0.16 < law.beta < 0.17
     return dataclasses.replace(law, log_E=-2430.0)
 
