@@ -18,6 +18,11 @@ one whose arrays read back with other values than were saved (a bit flipped on d
 orbax's compressed files mostly do not detect): meta holds a checksum of every array (fingerprints), and a
 restore recomputes them.
 
+  python -m scaling.checkpoint verify --workdir W
+
+reads every checkpoint of a workdir back (say, after copying it) and checks it against its checksums, a
+line per step; it exits with 1 when one does not read back as saved.
+
   python -m scaling.checkpoint export --workdir W --out DIR [--step S]
 
 writes the parameters alone (DIR/params, orbax), the resolved config (DIR/config.json) and the
@@ -421,7 +426,21 @@ class Preemption:
       signal.signal(s, handler)
 
 
-# ---------------------------------------------------------------- parameters only
+# ---------------------------------------------------------------- on the host: export, verify
+
+def _read_on_host(checkpoints: Checkpoints, step: int, part: str | None = None) -> tuple[dict, dict]:
+  """(the state of `step` as NumPy arrays, or only its `part` ('params'), checked against the fingerprints
+  saved with it; its meta). No mesh is needed."""
+  meta, arrays = checkpoints.saved(step)
+  tree = arrays if part is None else {part: arrays[part]}
+  host = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)  # no sharding: numpy
+  with ocp.PyTreeCheckpointer() as reader:
+    restored = reader.restore(checkpoints.directory / str(step) / "state", args=ocp.args.PyTreeRestore(
+        item=host, partial_restore=True, restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                                                   host)))
+  check_fingerprints(restored, meta.get("fingerprints"))
+  return restored, meta
+
 
 def export(workdir: str, out: str, step: int | None = None) -> int:
   """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params, its
@@ -437,13 +456,7 @@ def export(workdir: str, out: str, step: int | None = None) -> int:
     raise CheckpointError(f"--out {out}: {out_dir / 'params'} exists; choose another directory")
 
   def read(s):
-    meta, arrays = checkpoints.saved(s)
-    host = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), arrays["params"])  # no sharding: numpy
-    with ocp.PyTreeCheckpointer() as reader:
-      restored = reader.restore(checkpoints.directory / str(s) / "state", args=ocp.args.PyTreeRestore(
-          item={"params": host}, partial_restore=True,
-          restore_args={"params": jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), host)}))
-    check_fingerprints(restored, meta.get("fingerprints"))
+    restored, meta = _read_on_host(checkpoints, s, "params")
     return restored["params"], meta["config"]
 
   found, _ = checkpoints.newest(read, steps)
@@ -481,6 +494,25 @@ def load_params(path: str, trainer):
   return params
 
 
+def verify(workdir: str) -> list[tuple[int, str]]:
+  """[(step, '' or why it does not read back as saved)] for every checkpoint in workdir, oldest first: each
+  read whole on the host and its arrays checked against the checksums saved with them."""
+  checkpoints = Checkpoints(workdir)
+  steps = checkpoints.manager.all_steps()
+  if not steps:
+    raise CheckpointError(f"--workdir {workdir}: {checkpoints.directory} has no checkpoint")
+  outcomes = []
+  for step in sorted(steps):
+    try:
+      with _reads_settle(), _absl_quiet():
+        _, meta = _read_on_host(checkpoints, step)
+      outcomes.append((step, "" if meta.get("fingerprints") else "saved without checksums: read back, values not checked"))
+    except Exception as e:  # what resume would report as unreadable
+      outcomes.append((step, f"unreadable: {_first_line(e)}"))
+  checkpoints.close()
+  return outcomes
+
+
 def main(argv=None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
                       force=True)  # absl, imported with orbax, may have configured it already
@@ -492,14 +524,23 @@ def main(argv=None) -> int:
   ex.add_argument("--workdir", required=True, help="the run's workdir (holding checkpoints/)")
   ex.add_argument("--out", required=True, help="directory to receive params/ and config.json")
   ex.add_argument("--step", type=int, default=None, help="the step to export (default: the newest readable)")
+  ve = commands.add_parser("verify", help="read every checkpoint back and check its arrays against their checksums")
+  ve.add_argument("--workdir", required=True, help="the run's workdir (holding checkpoints/)")
   args = parser.parse_args(argv)
   try:
-    step = export(args.workdir, args.out, args.step)
+    if args.command == "verify":
+      outcomes = verify(args.workdir)
+    else:
+      step = export(args.workdir, args.out, args.step)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  log.info("exported the parameters of step %d to %s", step, os.path.join(args.out, "params"))
-  return 0
+  if args.command == "export":
+    log.info("exported the parameters of step %d to %s", step, os.path.join(args.out, "params"))
+    return 0
+  for step, problem in outcomes:
+    print(f"step {step}: {problem or 'ok, every array as saved'}")
+  return 1 if any(problem.startswith("unreadable") for _, problem in outcomes) else 0
 
 
 if __name__ == "__main__":

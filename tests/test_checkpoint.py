@@ -221,6 +221,23 @@ def test_a_checkpoint_changed_after_its_save_falls_back_to_the_one_before(straig
   assert losses(tmp_path) == reference_losses and summary["eval_loss"] == reference["eval_loss"]
 
 
+def test_verify_reads_every_checkpoint_back_and_names_the_changed_one(straight, tmp_path, capsys):
+  workdir, _, _ = straight
+  shutil.copytree(workdir, tmp_path / "run")
+  assert checkpoint.main(["verify", f"--workdir={tmp_path / 'run'}"]) == 0
+  assert capsys.readouterr().out.splitlines() == ["step 9: ok, every array as saved", "step 10: ok, every array as saved"]
+  target = make_trainer(train.resolve(worker.load())[0]).abstract_state()
+  changed = flip_one_bit(tmp_path / "run/checkpoints/9/state", target)
+  assert checkpoint.main(["verify", f"--workdir={tmp_path / 'run'}"]) == 1
+  assert capsys.readouterr().out.splitlines() == [
+      f"step 9: unreadable: {changed} read back with other values than were saved (their checksums differ): the "
+      "files were damaged or changed after the save", "step 10: ok, every array as saved"]
+  assert steps_saved(tmp_path / "run") == [9, 10], "verify moves nothing"
+  (tmp_path / "empty").mkdir()
+  assert checkpoint.main(["verify", f"--workdir={tmp_path / 'empty'}"]) == 2
+  assert capsys.readouterr().err == f"error: --workdir {tmp_path / 'empty'}: {tmp_path / 'empty/checkpoints'} has no checkpoint\n"
+
+
 def test_fingerprints_are_a_weighted_sum_of_the_bits_that_any_one_flip_changes():
   rng = np.random.default_rng(0)
   arrays = {"f32": rng.normal(size=(6, 5)).astype(np.float32), "bf16": rng.normal(size=(7,)).astype(jnp.bfloat16),
