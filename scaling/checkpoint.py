@@ -494,23 +494,24 @@ def load_params(path: str, trainer):
   return params
 
 
-def verify(workdir: str) -> list[tuple[int, str]]:
-  """[(step, '' or why it does not read back as saved)] for every checkpoint in workdir, oldest first: each
-  read whole on the host and its arrays checked against the checksums saved with them."""
+def verify(workdir: str):
+  """Yield (step, '' or why it does not read back as saved) for every checkpoint in workdir, oldest first,
+  as each is read whole on the host and its arrays checked against the checksums saved with them."""
   checkpoints = Checkpoints(workdir)
-  steps = checkpoints.manager.all_steps()
-  if not steps:
-    raise CheckpointError(f"--workdir {workdir}: {checkpoints.directory} has no checkpoint")
-  outcomes = []
-  for step in sorted(steps):
-    try:
-      with _reads_settle(), _absl_quiet():
-        _, meta = _read_on_host(checkpoints, step)
-      outcomes.append((step, "" if meta.get("fingerprints") else "saved without checksums: read back, values not checked"))
-    except Exception as e:  # what resume would report as unreadable
-      outcomes.append((step, f"unreadable: {_first_line(e)}"))
-  checkpoints.close()
-  return outcomes
+  try:
+    steps = sorted(checkpoints.manager.all_steps())
+    if not steps:
+      raise CheckpointError(f"--workdir {workdir}: {checkpoints.directory} has no checkpoint")
+    for step in steps:
+      try:
+        with _reads_settle(), _absl_quiet():
+          _, meta = _read_on_host(checkpoints, step)
+      except Exception as e:  # what resume would report as unreadable
+        yield step, f"unreadable: {_first_line(e)}"
+      else:
+        yield step, "" if meta.get("fingerprints") else "saved without checksums: read back, values not checked"
+  finally:
+    checkpoints.close()
 
 
 def main(argv=None) -> int:
@@ -528,19 +529,18 @@ def main(argv=None) -> int:
   ve.add_argument("--workdir", required=True, help="the run's workdir (holding checkpoints/)")
   args = parser.parse_args(argv)
   try:
-    if args.command == "verify":
-      outcomes = verify(args.workdir)
-    else:
+    if args.command == "export":
       step = export(args.workdir, args.out, args.step)
+      log.info("exported the parameters of step %d to %s", step, os.path.join(args.out, "params"))
+      return 0
+    failed = False
+    for step, problem in verify(args.workdir):
+      print(f"step {step}: {problem or 'ok, every array as saved'}", flush=True)
+      failed |= problem.startswith("unreadable")
+    return 1 if failed else 0
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  if args.command == "export":
-    log.info("exported the parameters of step %d to %s", step, os.path.join(args.out, "params"))
-    return 0
-  for step, problem in outcomes:
-    print(f"step {step}: {problem or 'ok, every array as saved'}")
-  return 1 if any(problem.startswith("unreadable") for _, problem in outcomes) else 0
 
 
 if __name__ == "__main__":
