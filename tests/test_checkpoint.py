@@ -233,6 +233,10 @@ def test_verify_reads_every_checkpoint_back_and_names_the_changed_one(straight, 
       f"step 9: unreadable: {changed} read back with other values than were saved (their checksums differ): the "
       "files were damaged or changed after the save", "step 10: ok, every array as saved"]
   assert steps_saved(tmp_path / "run") == [9, 10], "verify moves nothing"
+  meta = tmp_path / "run/checkpoints/10/meta/metadata"  # as saved by a version before checksums
+  meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "fingerprints"}))
+  assert checkpoint.main(["verify", f"--workdir={tmp_path / 'run'}"]) == 1
+  assert capsys.readouterr().out.splitlines()[1] == "step 10: saved without checksums: read back, values not checked"
   (tmp_path / "empty").mkdir()
   assert checkpoint.main(["verify", f"--workdir={tmp_path / 'empty'}"]) == 2
   assert capsys.readouterr().err == f"error: --workdir {tmp_path / 'empty'}: {tmp_path / 'empty/checkpoints'} has no checkpoint\n"
