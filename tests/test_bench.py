@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import jax
 import pytest
@@ -102,6 +103,36 @@ def test_lever_script_runs_each_lever_in_its_own_process(tmp_path):
   bad = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "fast"],
                        capture_output=True, text=True, timeout=60)
   assert bad.returncode == 2 and bad.stderr.startswith("error: unknown lever 'fast'")
+
+
+def test_lever_script_keeps_to_its_deadline(tmp_path):
+  """LEVERS_UNTIL: no lever starts after it, one still running at it is stopped, neither counts as a failure."""
+  out = tmp_path / "levers.jsonl"
+  base = {**os.environ, "BENCH_ARGS": "--batch 2 --seq 32 --steps 100000 --warmup 1", "XLA_FLAGS": ""}
+  past = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "baseline", "scan"],
+                        env={**base, "LEVERS_UNTIL": "1"}, capture_output=True, text=True, timeout=60)
+  assert past.returncode == 0, past.stderr[-2000:]
+  assert past.stderr.splitlines() == ["== baseline skipped: past LEVERS_UNTIL", "== scan skipped: past LEVERS_UNTIL"]
+  assert not out.exists() and past.stdout == ""
+  start = time.time()
+  running = subprocess.run(["bash", "scripts/gpu_levers.sh", "configs/lm.py:50k", str(out), "baseline", "scan"],
+                           env={**base, "LEVERS_UNTIL": str(int(start) + 3)}, capture_output=True, text=True,
+                           timeout=120)
+  assert running.returncode == 0, running.stderr[-2000:]
+  lines = [line for line in running.stderr.splitlines() if line.startswith("== ")]
+  assert lines == ["== baseline", "== baseline stopped: still running at LEVERS_UNTIL", "== scan skipped: past LEVERS_UNTIL"]
+  assert not out.exists() and time.time() - start < 20  # 100,000 steps were not waited for
+
+
+def test_gpu_session_runs_the_targets_first(tmp_path):
+  """With no time left, scripts/gpu_session.sh skips every benchmark and says so, in its order of priority."""
+  result = subprocess.run(["bash", "scripts/gpu_session.sh", str(tmp_path), "0"], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  skipped = [line.split()[1] for line in (tmp_path / "log.txt").read_text().splitlines()]
+  assert skipped[:4] == ["baseline", "baseline", "baseline", "xla-attention"]
+  assert skipped == re.findall(r"== (\S+) skipped", result.stdout) and len(skipped) == 17
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]
 
 
 def test_profile_traces_three_training_steps(tmp_path):
