@@ -872,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
       return exec_main(argv[1:])
     args, launcher_options = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C as well when the sweep started with SIGINT ignored (`cmd &` in a script, nohup), as training does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rows = run_sweep(args.experiment, args.launcher, root=args.root, only=args.only, dry_run=args.dry_run,
                      jobs=args.jobs, wait=args.wait, collect=args.collect, launcher_options=launcher_options)
   except UserError as e:
