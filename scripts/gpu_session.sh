@@ -27,6 +27,8 @@ if ! python3 -c "import ml_collections" 2>/dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95} PYTHONUNBUFFERED=1
+# The profile lever compiles the 124M baseline's program again: the cache saves it that compile.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/scaling-jax-cache}
 
 status=0
 levers() {  # SIZE LEVER...: the levers of configs/gpt2.py:SIZE-bench; 1.5B times fewer steps
