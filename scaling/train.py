@@ -361,6 +361,18 @@ def main(argv=None) -> int:
     return 2
   except checkpoint.Preempted:
     return checkpoint.EXIT_PREEMPTED  # a requeue (SLURM, the sweep) tells "rerun me" from "done" (0)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    # Most often another process of the run died and a collective with it failed. Python's exit would wait at
+    # jax.distributed's shutdown barrier for the dead process, then abort with a stack dump: leave now.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(f"error: process {jax.process_index()} of {jax.process_count()}: a step across the processes failed "
+          f"({first}); if another process stopped, its log says why. The checkpoints are as they were: run every "
+          f"process again to resume from the newest", file=sys.stderr, flush=True)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(1)
   return 0
 
 

@@ -272,6 +272,36 @@ def test_processes_must_agree_on_the_config_and_share_the_workdir(multihost, pai
   assert not list(root.glob(f"{pair}*/checkpoints"))
 
 
+def test_a_dead_peer_ends_the_run_in_one_line_at_once(tmp_path):
+  """One process of a pair is killed mid-run: the other stops within seconds with a one-line error, not
+  after jax.distributed's heartbeat timeout (100 s) with a stack dump."""
+  coordinator, workdir = f"127.0.0.1:{free_port()}", tmp_path / "run"
+  argv = train_argv(workdir, "--config.mesh.data=2", "--config.mesh.fsdp=1", "--config.train.steps=100000",
+                    "--config.train.eval_every=0", "--config.checkpoint.every=0")
+  envs = [subprocess_env(1, SCALING_COORDINATOR=coordinator, SCALING_NUM_PROCESSES="2", SCALING_PROCESS_ID=str(i))
+          for i in range(2)]
+  procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+           for env in envs]
+  try:
+    metrics, deadline = workdir / "metrics.jsonl", time.monotonic() + 240
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+      time.sleep(0.05)
+    procs[1].kill()
+    killed = time.monotonic()
+    _, stderr = procs[0].communicate(timeout=60)
+    waited = time.monotonic() - killed
+  finally:
+    for proc in procs:
+      proc.kill()
+      proc.wait()
+  last = stderr.strip().splitlines()[-1]
+  assert procs[0].returncode == 1 and waited < 30, (waited, stderr[-3000:])
+  assert re.fullmatch(r"error: process 0 of 2: a step across the processes failed \(.+\); if another process "
+                      r"stopped, its log says why\. The checkpoints are as they were: run every process again to "
+                      r"resume from the newest", last), stderr[-3000:]
+  assert "Traceback" not in stderr
+
+
 @pytest.fixture(scope="module")
 def cli_errors(tmp_path_factory):
   """The training CLI on 8 devices with meshes or models that do not fit."""
