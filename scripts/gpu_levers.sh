@@ -7,15 +7,16 @@
 #
 # LEVERs (default: all, in this order): baseline xla-attention scan scan-unroll2 remat-dots remat-full
 # chunked-ce bf16-moments batch32 no-triton-gemm no-command-buffer; also profile (the baseline with its
-# longest kernels printed and recorded; trace under /tmp/scaling-profile). BENCH_ARGS adds arguments to
-# every run (default "--batch 16 --steps 20 --warmup 3"; "--batch 16 --target h100" compiles each lever
-# for an H100 on a machine without one: memory and kernels, no timing). LEVERS_UNTIL (seconds since the epoch)
-# is a deadline: a lever that would start after it is skipped, one still running at it is stopped, and
-# the table of what was measured still prints. `python3 -m scaling.bench --table OUT` prints the table.
+# longest kernels printed and recorded; trace under PROFILE_DIR, default /tmp/scaling-profile).
+# BENCH_ARGS adds arguments to every run (default "--batch 16 --steps 20 --warmup 3"; "--batch 16
+# --target h100" compiles each lever for an H100 on a machine without one: memory and kernels, no
+# timing). LEVERS_UNTIL (seconds since the epoch) is a deadline: a lever that would start after it is
+# skipped, one still running at it is stopped, and the table of what was measured still prints.
+# `python3 -m scaling.bench --table OUT` prints the table.
 set -uo pipefail
 
 if [[ $# -lt 2 ]]; then
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,15p' "$0" >&2
   exit 2
 fi
 config=$1 out=$2
@@ -42,7 +43,7 @@ for lever in "${levers[@]}"; do
     batch32) args=(--batch 32) ;;
     no-triton-gemm) args=(); flags="$flags --xla_gpu_enable_triton_gemm=false" ;;
     no-command-buffer) args=(); flags="$flags --xla_gpu_enable_command_buffer=" ;;
-    profile) args=(--profile /tmp/scaling-profile) ;;
+    profile) args=(--profile "${PROFILE_DIR:-/tmp/scaling-profile}") ;;
     *) echo "error: unknown lever '$lever' (see the top of $0)" >&2; exit 2 ;;
   esac
   limit=()

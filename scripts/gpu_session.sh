@@ -29,6 +29,8 @@ fi
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95} PYTHONUNBUFFERED=1
 # The profile lever compiles the 124M baseline's program again: the cache saves it that compile.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/scaling-jax-cache}
+export PROFILE_DIR=$(mktemp -d)  # this call's trace only
+trap 'rm -rf "$PROFILE_DIR"' EXIT
 
 status=0
 levers() {  # SIZE LEVER...: the levers of configs/gpt2.py:SIZE-bench; 1.5B times fewer steps
@@ -48,7 +50,7 @@ levers 350m remat-dots chunked-ce
 levers 1558m remat-dots
 levers 124m bf16-moments scan-unroll2 remat-full no-triton-gemm no-command-buffer
 
-trace=$(ls -t /tmp/scaling-profile/plugins/profile/*/perfetto_trace.json.gz 2>/dev/null | head -1)
+trace=$(ls "$PROFILE_DIR"/plugins/profile/*/perfetto_trace.json.gz 2>/dev/null | head -1)
 if [[ -n $trace ]] && (( $(stat -c %s "$trace") < 16 * 1024 * 1024 )); then
   cp "$trace" "$out/profile.perfetto_trace.json.gz"
 fi
