@@ -442,11 +442,14 @@ def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path,
   root = tmp_path / "runs"
   run, queued = sweep.load_experiment(path)
   workdir = root / run.id
-  # Started with SIGINT ignored, as `python -m scaling.sweep ... &` in a script or under nohup is: Ctrl-C or
-  # kill -INT must still stop it.
-  proc = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  # Started with SIGINT ignored (inherited), as `python -m scaling.sweep ... &` in a script or under nohup is:
+  # Ctrl-C or kill -INT must still stop it.
+  handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    proc = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  finally:
+    signal.signal(signal.SIGINT, handler)
   try:
     metrics, deadline = workdir / "metrics.jsonl", time.time() + 240
     while not (metrics.exists() and metrics.stat().st_size) and proc.poll() is None and time.time() < deadline:
