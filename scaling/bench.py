@@ -386,6 +386,8 @@ def main(argv=None) -> int:
       if args.devices < 1:
         raise UserError(f"--devices={args.devices} must be at least 1")
       jax.config.update("jax_platforms", "cpu")  # compiled here: no need to start a local GPU, if any
+      # A compile-only GPU's executable can't be read back here ($JAX_COMPILATION_CACHE_DIR would warn of it)
+      jax.config.update("jax_enable_compilation_cache", False)
       result = compile_for(config, args.target, args.devices)
       print(format_compiled(result))
     else:

@@ -230,10 +230,12 @@ def test_target_mistakes_are_one_line(capsys, monkeypatch):
 
 def compile_for_h100(tmp_path, *args, label="-", config="configs/lm.py:1m"):
   """Records of `scaling.bench --target h100` (in a process of its own: the CUDA plugin must start with
-  JAX, here without a GPU) for `config` at batch 8 x seq 128."""
+  JAX, here without a GPU) for `config` at batch 8 x seq 128, with a compilation cache in tmp_path/jax-cache
+  (which it must leave alone: the executables are for a GPU this machine does not have)."""
   out = tmp_path / "compiled.jsonl"
   result = subprocess.run([sys.executable, "-m", "scaling.bench", f"--config={config}", "--batch=8", "--seq=128",
                            "--target=h100", f"--json={out}", f"--label={label}", *args],
+                          env={**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")},
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(out.read_text().splitlines()[-1]), result.stdout
@@ -275,6 +277,7 @@ def test_compiles_the_training_step_for_an_h100_without_one(tmp_path, capsys):
                       f" | {k['total']:,} | {k['forward']:,} / {k['backward']:,} / {k['update']:,} | {k['matmul']:,} | 10 | "
                       f"{record['compile_s']:.0f} s |")
   assert table[5].startswith("| fsdp2 | lm:1m | - | 2 x NVIDIA H100 80GB HBM3 | 8 x 128 |")
+  assert not list(tmp_path.glob("jax-cache/*")), "a GPU executable in the cache warns when read back here"
 
 
 @needs_cuda_plugin
