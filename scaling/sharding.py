@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import socket
 
 import jax
 import numpy as np
@@ -222,6 +223,26 @@ def cloud_tpu_vm_pod() -> bool:
     return False
 
 
+def check_coordinator_port(address: str) -> None:
+  """Process 0 serves the coordinator on every interface at the address's port; gRPC crashes the process
+  (a segmentation fault) when another program listens there, so see first that the port is free."""
+  port = address.rpartition(":")[2]
+  if not port.isdigit() or not 0 < int(port) < 65536:
+    raise UserError(f"distributed: coordinator address {address!r} needs a port from 1 to 65535: host:port")
+  try:
+    probe = socket.socket(socket.AF_INET6)
+  except OSError:  # no IPv6 on this host: the coordinator listens on IPv4 only
+    probe = socket.socket(socket.AF_INET)
+  with probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
+    try:
+      probe.bind(("", int(port)))
+    except OSError as e:
+      raise UserError(f"distributed: process 0 serves the coordinator on port {port}, but this host cannot listen "
+                      f"there ({e.strerror}: another run's coordinator?); choose another port in the address "
+                      f"{address!r}") from None
+
+
 def initialize_distributed(dist_config) -> None:
   """Start jax.distributed when there is more than one process, before anything touches a device.
 
@@ -244,6 +265,8 @@ def initialize_distributed(dist_config) -> None:
     if num < 1 or pid < 0:
       raise UserError("distributed: with a coordinator address, set num_processes and process_id too "
                       "(config.distributed.* or SCALING_NUM_PROCESSES / SCALING_PROCESS_ID)")
+    if pid == 0:
+      check_coordinator_port(address)
     jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
   else:
     jax.distributed.initialize()  # the cluster environment (SLURM, TPU metadata) says the rest

@@ -406,6 +406,36 @@ def test_initialize_distributed_on_a_cloud_tpu_vm_pod(monkeypatch):
   assert calls == [{}]
 
 
+def test_a_coordinator_port_in_use_is_one_line(monkeypatch):
+  """Another program listening on the coordinator's port would crash process 0 inside jax.distributed (a
+  segmentation fault): it is a one-line error before, for process 0 only; a port that is free goes on."""
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
+  clear_cluster_env(monkeypatch)
+  with socket.socket() as other:
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    monkeypatch.setenv("SCALING_COORDINATOR", f"127.0.0.1:{port}")
+    monkeypatch.setenv("SCALING_NUM_PROCESSES", "2")
+    monkeypatch.setenv("SCALING_PROCESS_ID", "0")
+    message = (f"distributed: process 0 serves the coordinator on port {port}, but this host cannot listen there "
+               f"(Address already in use: another run's coordinator?); choose another port in the address "
+               f"'127.0.0.1:{port}'")
+    with pytest.raises(UserError) as error:
+      sharding.initialize_distributed(base.get_config().distributed)
+    assert str(error.value) == message and calls == []
+    monkeypatch.setenv("SCALING_PROCESS_ID", "1")  # the others connect to it
+    sharding.initialize_distributed(base.get_config().distributed)
+  monkeypatch.setenv("SCALING_PROCESS_ID", "0")  # free again
+  sharding.initialize_distributed(base.get_config().distributed)
+  assert [c["process_id"] for c in calls] == [1, 0]
+  monkeypatch.setenv("SCALING_COORDINATOR", "127.0.0.1")
+  with pytest.raises(UserError, match=r"^distributed: coordinator address '127.0.0.1' needs a port from 1 to 65535"):
+    sharding.initialize_distributed(base.get_config().distributed)
+
+
 def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
   clear_cluster_env(monkeypatch)
   monkeypatch.setenv("SCALING_COORDINATOR", "10.0.0.1:1234")
