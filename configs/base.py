@@ -113,4 +113,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   j.coordinator_address = ""  # host:port of process 0; '' = auto-detect (SLURM, TPU) or single process
   j.num_processes = 0  # total processes; 0 = auto
   j.process_id = -1  # this process's index; -1 = auto
+  j.init_timeout_s = 300  # seconds for the coordinator to be reached and every process to join
   return c

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import socket
+import time
 
 import jax
 import numpy as np
@@ -223,12 +224,18 @@ def cloud_tpu_vm_pod() -> bool:
     return False
 
 
+def _host_and_port(address: str) -> tuple[str, int]:
+  host, _, port = address.rpartition(":")
+  if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    raise UserError(f"distributed: coordinator address {address!r} needs a host and a port from 1 to 65535: "
+                    "host:port")
+  return host.strip("[]"), int(port)  # [::1]:1234
+
+
 def check_coordinator_port(address: str) -> None:
   """Process 0 serves the coordinator on every interface at the address's port; gRPC crashes the process
   (a segmentation fault) when another program listens there, so see first that the port is free."""
-  port = address.rpartition(":")[2]
-  if not port.isdigit() or not 0 < int(port) < 65536:
-    raise UserError(f"distributed: coordinator address {address!r} needs a port from 1 to 65535: host:port")
+  _, port = _host_and_port(address)
   try:
     probe = socket.socket(socket.AF_INET6)
   except OSError:  # no IPv6 on this host: the coordinator listens on IPv4 only
@@ -236,11 +243,27 @@ def check_coordinator_port(address: str) -> None:
   with probe:
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
     try:
-      probe.bind(("", int(port)))
+      probe.bind(("", port))
     except OSError as e:
       raise UserError(f"distributed: process 0 serves the coordinator on port {port}, but this host cannot listen "
                       f"there ({e.strerror}: another run's coordinator?); choose another port in the address "
                       f"{address!r}") from None
+
+
+def wait_for_coordinator(address: str, pid: int, timeout: float) -> None:
+  """Wait until the coordinator at `address` accepts connections (process 0 may start later): jax.distributed
+  would abort the process with a stack dump when it never does."""
+  host, port = _host_and_port(address)
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      socket.create_connection((host, port), timeout=max(min(5.0, deadline - time.monotonic()), 0.1)).close()
+      return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise UserError(f"distributed: process {pid} could not reach the coordinator at {address} in {timeout:g} s "
+                        f"({e.strerror or e}); start process 0 on that host, or correct the address") from None
+      time.sleep(0.5)
 
 
 def initialize_distributed(dist_config) -> None:
@@ -260,6 +283,9 @@ def initialize_distributed(dist_config) -> None:
   tpu_pod = "," in tpu_hosts or "MEGASCALE_COORDINATOR_ADDRESS" in env
   if not (address or slurm or tpu_pod or cloud_tpu_vm_pod()):
     return
+  timeout = dist_config.init_timeout_s
+  if timeout < 1:
+    raise UserError(f"config.distributed.init_timeout_s={timeout} must be at least 1 (seconds)")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # cross-process CPU arrays need it
   if address:
     if num < 1 or pid < 0:
@@ -267,7 +293,10 @@ def initialize_distributed(dist_config) -> None:
                       "(config.distributed.* or SCALING_NUM_PROCESSES / SCALING_PROCESS_ID)")
     if pid == 0:
       check_coordinator_port(address)
-    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
-  else:
-    jax.distributed.initialize()  # the cluster environment (SLURM, TPU metadata) says the rest
+    else:
+      wait_for_coordinator(address, pid, timeout)
+    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
+                               initialization_timeout=timeout)
+  else:  # the cluster environment (SLURM, TPU metadata) says the rest
+    jax.distributed.initialize(initialization_timeout=timeout)
   log.info("process %d of %d", jax.process_index(), jax.process_count())

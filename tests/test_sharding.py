@@ -383,14 +383,16 @@ def clear_cluster_env(monkeypatch):
      {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}),
 ])
 def test_initialize_distributed_detects_clusters(monkeypatch, env, expected):
-  calls = []
+  calls, waits = [], []
   monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding, "wait_for_coordinator", lambda *args: waits.append(args))
   monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
   clear_cluster_env(monkeypatch)
   for name, value in env.items():
     monkeypatch.setenv(name, value)
   sharding.initialize_distributed(base.get_config().distributed)
-  assert calls == ([] if expected is None else [expected])
+  assert calls == ([] if expected is None else [{**expected, "initialization_timeout": 300}])
+  assert waits == ([("10.0.0.1:1234", 3, 300)] if "SCALING_COORDINATOR" in env else [])
 
 
 def test_initialize_distributed_on_a_cloud_tpu_vm_pod(monkeypatch):
@@ -403,7 +405,7 @@ def test_initialize_distributed_on_a_cloud_tpu_vm_pod(monkeypatch):
   assert not sharding.cloud_tpu_vm_pod()  # this machine
   monkeypatch.setattr(sharding, "cloud_tpu_vm_pod", lambda: True)
   sharding.initialize_distributed(base.get_config().distributed)
-  assert calls == [{}]
+  assert calls == [{"initialization_timeout": 300}]
 
 
 def test_a_coordinator_port_in_use_is_one_line(monkeypatch):
@@ -432,8 +434,35 @@ def test_a_coordinator_port_in_use_is_one_line(monkeypatch):
   sharding.initialize_distributed(base.get_config().distributed)
   assert [c["process_id"] for c in calls] == [1, 0]
   monkeypatch.setenv("SCALING_COORDINATOR", "127.0.0.1")
-  with pytest.raises(UserError, match=r"^distributed: coordinator address '127.0.0.1' needs a port from 1 to 65535"):
+  with pytest.raises(UserError, match=r"^distributed: coordinator address '127.0.0.1' needs a host and a port"):
     sharding.initialize_distributed(base.get_config().distributed)
+
+
+def test_a_coordinator_out_of_reach_is_one_line(monkeypatch):
+  """A process other than 0 waits for the coordinator (process 0 may start later), then stops in one line
+  at config.distributed.init_timeout_s, where jax.distributed would abort with a stack dump."""
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
+  clear_cluster_env(monkeypatch)
+  port = free_port()
+  config = base.get_config().distributed
+  config.update(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=1, init_timeout_s=2)
+  start = time.monotonic()
+  with pytest.raises(UserError) as error:
+    sharding.initialize_distributed(config)
+  assert 2 <= time.monotonic() - start < 10 and calls == []
+  assert str(error.value) == (f"distributed: process 1 could not reach the coordinator at 127.0.0.1:{port} in 2 s "
+                              "(Connection refused); start process 0 on that host, or correct the address")
+  with socket.socket() as coordinator:  # one that listens: the process goes on to jax.distributed
+    coordinator.bind(("127.0.0.1", port))
+    coordinator.listen()
+    sharding.initialize_distributed(config)
+  assert calls == [{"coordinator_address": f"127.0.0.1:{port}", "num_processes": 2, "process_id": 1,
+                    "initialization_timeout": 2}]
+  config.init_timeout_s = 0
+  with pytest.raises(UserError, match=r"^config.distributed.init_timeout_s=0 must be at least 1"):
+    sharding.initialize_distributed(config)
 
 
 def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
