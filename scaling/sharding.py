@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -236,18 +237,18 @@ def check_coordinator_port(address: str) -> None:
   """Process 0 serves the coordinator on every interface at the address's port; gRPC crashes the process
   (a segmentation fault) when another program listens there, so see first that the port is free."""
   _, port = _host_and_port(address)
-  try:
-    probe = socket.socket(socket.AF_INET6)
-  except OSError:  # no IPv6 on this host: the coordinator listens on IPv4 only
-    probe = socket.socket(socket.AF_INET)
-  with probe:
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
+  for family in (socket.AF_INET6, socket.AF_INET):  # gRPC listens on IPv6's [::] (with IPv4), else on IPv4
     try:
-      probe.bind(("", port))
+      with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
+        probe.bind(("", port))
+        return
     except OSError as e:
-      raise UserError(f"distributed: process 0 serves the coordinator on port {port}, but this host cannot listen "
-                      f"there ({e.strerror}: another run's coordinator?); choose another port in the address "
-                      f"{address!r}") from None
+      if e.errno in (errno.EADDRINUSE, errno.EACCES):
+        raise UserError(f"distributed: process 0 serves the coordinator on port {port}, but this host cannot "
+                        f"listen there ({e.strerror}: another run's coordinator?); choose another port in the "
+                        f"address {address!r}") from None
+      # no IPv6 here: try IPv4; neither: leave it to jax.distributed
 
 
 def wait_for_coordinator(address: str, pid: int, timeout: float) -> None:
