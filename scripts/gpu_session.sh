@@ -33,13 +33,11 @@ export PROFILE_DIR=$(mktemp -d)  # this call's trace only
 trap 'rm -rf "$PROFILE_DIR"' EXIT
 
 status=0
-levers() {  # SIZE LEVER...: the levers of configs/gpt2.py:SIZE-bench; 1.5B times fewer steps
+levers() {  # SIZE LEVER...: the levers of configs/gpt2.py:SIZE-bench, each the median of 20 steps (issue #8)
   local size=$1
   shift
-  local args="--batch 16 --steps 20 --warmup 3"
-  [[ $size == 1558m ]] && args="--batch 16 --steps 10 --warmup 2"
-  BENCH_ARGS=$args bash scripts/gpu_levers.sh "configs/gpt2.py:$size-bench" "$out/$size.jsonl" "$@" 2>&1 \
-    | tee -a "$out/log.txt" || status=1
+  BENCH_ARGS="--batch 16 --steps 20 --warmup 3" bash scripts/gpu_levers.sh "configs/gpt2.py:$size-bench" \
+    "$out/$size.jsonl" "$@" 2>&1 | tee -a "$out/log.txt" || status=1
 }
 levers 124m baseline
 levers 350m baseline
