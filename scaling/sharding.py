@@ -16,6 +16,8 @@ import logging
 import math
 import os
 import socket
+import sys
+import threading
 import time
 
 import jax
@@ -267,6 +269,26 @@ def wait_for_coordinator(address: str, pid: int, timeout: float) -> None:
       time.sleep(0.5)
 
 
+def initialize_or_leave(late: str, timeout: float, **where) -> None:
+  """jax.distributed.initialize, which waits for every process of the run and, when one never comes, aborts
+  this one with a stack dump: at `timeout` this prints `late` as the one-line error and exits 2 first.
+
+  The wait is inside C++ (with the GIL released), out of reach of exceptions, so a watchdog thread ends the
+  process; jax's own deadline is a minute later, a backstop."""
+  joined = threading.Event()
+
+  def leave_if_late():
+    if not joined.wait(timeout):
+      print(f"error: {late}", file=sys.stderr, flush=True)
+      os._exit(2)
+
+  threading.Thread(target=leave_if_late, name="distributed-watchdog", daemon=True).start()
+  try:
+    jax.distributed.initialize(initialization_timeout=int(timeout) + 60, **where)
+  finally:
+    joined.set()
+
+
 def initialize_distributed(dist_config) -> None:
   """Start jax.distributed when there is more than one process, before anything touches a device.
 
@@ -296,8 +318,12 @@ def initialize_distributed(dist_config) -> None:
       check_coordinator_port(address)
     else:
       wait_for_coordinator(address, pid, timeout)
-    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
-                               initialization_timeout=timeout)
+    late = (f"distributed: not every one of the {num} processes joined the coordinator at {address} in "
+            f"{timeout:g} s (this is process {pid}); start each process_id from 0 to {num - 1} with this address "
+            f"and num_processes={num}, or raise config.distributed.init_timeout_s")
+    initialize_or_leave(late, timeout, coordinator_address=address, num_processes=num, process_id=pid)
   else:  # the cluster environment (SLURM, TPU metadata) says the rest
-    jax.distributed.initialize(initialization_timeout=timeout)
+    late = (f"distributed: not every process of the run joined in {timeout:g} s (the cluster's environment "
+            "named them); see the other processes' logs, or raise config.distributed.init_timeout_s")
+    initialize_or_leave(late, timeout)
   log.info("process %d of %d", jax.process_index(), jax.process_count())

@@ -391,7 +391,7 @@ def test_initialize_distributed_detects_clusters(monkeypatch, env, expected):
   for name, value in env.items():
     monkeypatch.setenv(name, value)
   sharding.initialize_distributed(base.get_config().distributed)
-  assert calls == ([] if expected is None else [{**expected, "initialization_timeout": 300}])
+  assert calls == ([] if expected is None else [{**expected, "initialization_timeout": 360}])
   assert waits == ([("10.0.0.1:1234", 3, 300)] if "SCALING_COORDINATOR" in env else [])
 
 
@@ -405,7 +405,7 @@ def test_initialize_distributed_on_a_cloud_tpu_vm_pod(monkeypatch):
   assert not sharding.cloud_tpu_vm_pod()  # this machine
   monkeypatch.setattr(sharding, "cloud_tpu_vm_pod", lambda: True)
   sharding.initialize_distributed(base.get_config().distributed)
-  assert calls == [{"initialization_timeout": 300}]
+  assert calls == [{"initialization_timeout": 360}]
 
 
 def test_a_coordinator_port_in_use_is_one_line(monkeypatch):
@@ -459,10 +459,30 @@ def test_a_coordinator_out_of_reach_is_one_line(monkeypatch):
     coordinator.listen()
     sharding.initialize_distributed(config)
   assert calls == [{"coordinator_address": f"127.0.0.1:{port}", "num_processes": 2, "process_id": 1,
-                    "initialization_timeout": 2}]
+                    "initialization_timeout": 62}]
   config.init_timeout_s = 0
   with pytest.raises(UserError, match=r"^config.distributed.init_timeout_s=0 must be at least 1"):
     sharding.initialize_distributed(config)
+
+
+def test_a_process_that_never_joins_is_one_line_for_those_that_did(tmp_path):
+  """Two processes of a run of three start: both wait in jax.distributed for the third, which would abort them
+  with a stack dump; at config.distributed.init_timeout_s each leaves with a one-line error instead."""
+  coordinator = f"127.0.0.1:{free_port()}"
+  start = ("from configs import base; from scaling import sharding; c = base.get_config().distributed; "
+           f"c.update(coordinator_address={coordinator!r}, num_processes=3, init_timeout_s=6, process_id={{}}); "
+           "sharding.initialize_distributed(c); print('joined')")
+  begun = time.monotonic()
+  results = run_all({str(i): ([sys.executable, "-c", start.format(i)], subprocess_env(1)) for i in range(2)},
+                    tmp_path, timeout=60)
+  assert time.monotonic() - begun < 30
+  for i in range(2):
+    code, stderr = results[str(i)]
+    assert code == 2 and stderr.strip().splitlines() == [
+        f"error: distributed: not every one of the 3 processes joined the coordinator at {coordinator} in 6 s (this "
+        f"is process {i}); start each process_id from 0 to 2 with this address and num_processes=3, or raise "
+        f"config.distributed.init_timeout_s"], stderr[-3000:]
+    assert (tmp_path / f"{i}.out").read_text() == ""
 
 
 def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
