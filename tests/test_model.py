@@ -212,8 +212,8 @@ def test_scanned_layers_equal_the_unrolled_loop(remat, unroll):
   stacked = {"params": params, "opt_state": scan.optimizer.init(params), "step": jnp.copy(state["step"])}
   batch = jax.tree.map(jnp.asarray, one_batch(loop.config))
   key = jax.random.key(7)
-  (loss_loop, _), g_loop = jax.value_and_grad(loop._loss, has_aux=True)(state["params"], batch, key)
-  (loss_scan, _), g_scan = jax.value_and_grad(scan._loss, has_aux=True)(stacked["params"], batch, key)
+  (loss_loop, _), g_loop = jax.jit(jax.value_and_grad(loop._loss, has_aux=True))(state["params"], batch, key)
+  (loss_scan, _), g_scan = jax.jit(jax.value_and_grad(scan._loss, has_aux=True))(stacked["params"], batch, key)
   np.testing.assert_allclose(loss_scan, loss_loop, rtol=1e-6)
   # Each gradient within 1e-6 of its tensor's largest entry (the two differ only in summation order).
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max()),
