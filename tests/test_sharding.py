@@ -466,23 +466,30 @@ def test_a_coordinator_out_of_reach_is_one_line(monkeypatch):
 
 
 def test_a_process_that_never_joins_is_one_line_for_those_that_did(tmp_path):
-  """Two processes of a run of three start: both wait in jax.distributed for the third, which would abort them
-  with a stack dump; at config.distributed.init_timeout_s each leaves with a one-line error instead."""
+  """Two processes of a run of three start, and one of an srun step of two: each waits in jax.distributed for
+  the rest, which would abort it with a stack dump; at config.distributed.init_timeout_s it leaves in one line."""
   coordinator = f"127.0.0.1:{free_port()}"
   start = ("from configs import base; from scaling import sharding; c = base.get_config().distributed; "
-           f"c.update(coordinator_address={coordinator!r}, num_processes=3, init_timeout_s=6, process_id={{}}); "
-           "sharding.initialize_distributed(c); print('joined')")
+           "c.update(init_timeout_s=6, **{}); sharding.initialize_distributed(c); print('joined')")
+  explicit = {str(i): dict(coordinator_address=coordinator, num_processes=3, process_id=i) for i in range(2)}
+  job = free_port(61440, 65535) - 61440  # jax's SLURM coordinator listens on port 61440 + job id % 4096
+  slurm = subprocess_env(1, SLURM_JOB_ID=str(job), SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2",
+                         SLURM_STEP_NUM_TASKS="2", SLURM_STEP_NUM_NODES="1", SLURM_PROCID="0", SLURM_LOCALID="0")
+  commands = {name: ([sys.executable, "-c", start.format(where)], subprocess_env(1))
+              for name, where in explicit.items()}
+  commands["slurm"] = ([sys.executable, "-c", start.format({})], slurm)
   begun = time.monotonic()
-  results = run_all({str(i): ([sys.executable, "-c", start.format(i)], subprocess_env(1)) for i in range(2)},
-                    tmp_path, timeout=60)
+  results = run_all(commands, tmp_path, timeout=60)
   assert time.monotonic() - begun < 30
-  for i in range(2):
-    code, stderr = results[str(i)]
-    assert code == 2 and stderr.strip().splitlines() == [
-        f"error: distributed: not every one of the 3 processes joined the coordinator at {coordinator} in 6 s (this "
-        f"is process {i}); start each process_id from 0 to 2 with this address and num_processes=3, or raise "
-        f"config.distributed.init_timeout_s"], stderr[-3000:]
-    assert (tmp_path / f"{i}.out").read_text() == ""
+  expected = {str(i): f"distributed: not every one of the 3 processes joined the coordinator at {coordinator} in "
+                      f"6 s (this is process {i}); start each process_id from 0 to 2 with this address and "
+                      f"num_processes=3, or raise config.distributed.init_timeout_s" for i in range(2)}
+  expected["slurm"] = ("distributed: not every process of the run joined in 6 s (the cluster's environment named "
+                       "them); see the other processes' logs, or raise config.distributed.init_timeout_s")
+  for name, message in expected.items():
+    code, stderr = results[name]
+    assert code == 2 and stderr.strip().splitlines() == [f"error: {message}"], stderr[-3000:]
+    assert (tmp_path / f"{name}.out").read_text() == ""
 
 
 def test_initialize_distributed_needs_the_whole_coordinator(monkeypatch):
