@@ -60,13 +60,17 @@ def parse_value(text: str, current):
     if lowered in ("false", "0", "no"):
       return False
     raise ValueError("expected true or false")
-  if isinstance(current, int):
-    value = float(text)
+  if isinstance(current, (int, float)):
+    expected = "an integer" if isinstance(current, int) else "a number"
+    try:
+      value = float(text)  # ints too: steps=1e6
+    except ValueError:
+      raise ValueError(f"expected {expected}") from None
+    if isinstance(current, float):
+      return value
     if not value.is_integer():
-      raise ValueError("expected an integer")
+      raise ValueError(f"expected {expected}")
     return int(value)
-  if isinstance(current, float):
-    return float(text)
   if isinstance(current, str):
     return text
   raise ValueError(f"cannot override a field of type {type(current).__name__}")
@@ -86,7 +90,7 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
   try:
     value = parse_value(text, current)
   except ValueError as e:
-    raise ConfigError(f"{where}.{leaf}={text!r}: {e} ({type(current).__name__})") from None
+    raise ConfigError(f"{where}.{leaf}={text!r}: {e}") from None
   with node.unlocked():
     node[leaf] = value
 

@@ -40,6 +40,18 @@ BAD = [
 ]
 
 
+def test_an_override_of_the_wrong_type_says_what_the_field_takes():
+  for override, message in [("train.steps=abc", "config.train.steps='abc': expected an integer"),
+                            ("train.steps=2.5", "config.train.steps='2.5': expected an integer"),
+                            ("optim.lr=fast", "config.optim.lr='fast': expected a number"),
+                            ("train.progress=maybe", "config.train.progress='maybe': expected true or false")]:
+    with pytest.raises(config_lib.ConfigError) as error:
+      config_lib.load("configs/lm.py:100k", [f"--config.{override}"])
+    assert str(error.value) == message
+  cfg = config_lib.load("configs/lm.py:100k", ["--config.train.steps=1e4", "--config.optim.lr=1"])
+  assert (cfg.train.steps, cfg.optim.lr) == (10_000, 1.0) and type(cfg.optim.lr) is float
+
+
 @pytest.mark.parametrize("overrides,culprit", BAD, ids=[c for _, c in BAD])
 def test_bad_config_is_one_line_naming_the_field(overrides, culprit, capsys, tmp_path):
   code = train.main(["--config=configs/lm.py:100k", f"--workdir={tmp_path}", *overrides])
