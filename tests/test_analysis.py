@@ -468,6 +468,7 @@ def test_loss_falls_back_to_train_loss(tmp_path):
       (["--seed", "-1"], "--seed -1: must be 0 or more"),
       (["--budget-tol", "-0.1"], "--budget-tol -0.1: must be 0 or more"),
       (["--drop-highest-loss", "-2"], "--drop-highest-loss -2: must be 0 or more"),
+      (["--workers", "0"], "--workers 0: must be 1 or more"),
     ]
   ],
 )
@@ -477,6 +478,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, header, rows, ar
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: ")
   assert re.search(message, err[0]), err[0]
+
+
+def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
+  """Starts shared among processes in chunks give the fit of one process, bit for bit."""
+  starts = start_grid()[::10]  # 450 starts: 5 chunks
+  alone = fit_approach3(sweep_analysis.runs, starts=starts)
+  shared = fit_approach3(sweep_analysis.runs, starts=starts, workers=3)
+  assert np.array_equal(shared.params, alone.params) and shared.objective == alone.objective
+
+
+def test_cli_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(analyze_module, "analyze", interrupted)
+  assert main([str(tmp_path / "results.csv"), "--out", str(tmp_path / "out")]) == 130
+  assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_cli_missing_file(tmp_path, capsys):
@@ -557,11 +575,12 @@ def test_analyze_writes_plots_and_report(sweep_analysis, sweep_csv):
 
 def test_cli_end_to_end(tmp_path, capsys, sweep_csv, sweep_analysis):
   out = tmp_path / "analysis"
-  rc = main([str(sweep_csv), "--out", str(out), "--bootstrap", "20", "--quiet", "--no-holdout", "--predict", "1e21"])
+  rc = main([str(sweep_csv), "--out", str(out), "--bootstrap", "20", "--quiet", "--no-holdout", "--predict", "1e21",
+             "--workers", "2"])
   captured = capsys.readouterr()
   assert rc == 0, captured.err
   assert "warning: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
-  law = sweep_analysis.approach3  # the CLI fits the same runs, so the same numbers appear
+  law = sweep_analysis.approach3  # the CLI fits the same runs (in 2 processes, not 1): the same numbers appear
   assert f"alpha={law.alpha:.5g} beta={law.beta:.5g}" in captured.out
   report = check_outputs(out, law, len(sweep_analysis.runs))
   assert "| 1e+21 | approach 3 |" in report

@@ -17,7 +17,10 @@ import contextlib
 import functools
 import itertools
 import math
+import multiprocessing
+import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -33,6 +36,7 @@ HUBER_DELTA = 1e-3
 # keeps scipy's defaults, as Hoffmann et al. and Besiroglu et al. did; the best result is then
 # polished with these tolerances.
 POLISH_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12}
+START_CHUNK = 100  # approach 3 starts per task of a worker process
 MIN_POINTS_APPROACH3 = 10  # twice the number of parameters
 MIN_DISTINCT_APPROACH3 = 3  # distinct values of N and of D
 MIN_POINTS_PER_BUDGET = 3  # a parabola has three coefficients
@@ -542,16 +546,37 @@ class ChinchillaLaw:
     return self.loss(N, np.asarray(C, dtype=float) / flops(N))
 
 
+def _minimize_from(starts: np.ndarray, data: tuple) -> tuple[float, np.ndarray | None]:
+  """(objective, x) of the best finite L-BFGS-B fit from `starts`, the first of equals; (inf, None) when
+  none is finite. Module-level, so that worker processes can run it."""
+  best = (math.inf, None)
+  with _single_threaded_blas():
+    for x0 in starts:
+      result = minimize(huber_objective, x0, args=data, jac=True, method="L-BFGS-B")
+      if np.isfinite(result.fun) and result.fun < best[0]:
+        best = (float(result.fun), result.x)
+  return best
+
+
+def usable_cpus() -> int:
+  """The CPUs this process may run on (its affinity, as a SLURM allocation sets it)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fit_approach3(
   runs: Runs,
   starts: np.ndarray | None = None,
   delta: float = HUBER_DELTA,
   progress: bool = False,
+  workers: int = 1,
 ) -> ChinchillaLaw:
   """Minimise the summed Huber loss with L-BFGS-B from every start (default: the 4500-point grid),
   keep the best and polish it with tight tolerances. Warns when ln D is nearly a linear function of
   ln N (one budget, or a fixed tokens-per-parameter design), where the fit extrapolates from a line,
-  and when E is about 0 (a fitted ln E below -20)."""
+  and when E is about 0 (a fitted ln E below -20).
+
+  With `workers` > 1 the starts are shared among that many processes, in chunks of
+  START_CHUNK; the fit is the same, bit for bit (the first best start wins either way)."""
   n_distinct, d_distinct = len(np.unique(runs.N)), len(np.unique(runs.D))
   if len(runs) < MIN_POINTS_APPROACH3 or min(n_distinct, d_distinct) < MIN_DISTINCT_APPROACH3:
     raise AnalysisError(
@@ -560,15 +585,20 @@ def fit_approach3(
     )
   starts = start_grid() if starts is None else np.atleast_2d(starts)
   data = (np.vstack([np.ones(len(runs)), np.log(runs.N), np.log(runs.D)]), np.log(runs.L), delta)
-  best = None
+  chunks = [starts[i:i + START_CHUNK] for i in range(0, len(starts), START_CHUNK)]
+  workers = min(workers, len(chunks))
+  with contextlib.ExitStack() as stack:
+    mapper = map
+    if workers > 1:  # spawned, not forked: the caller may hold threads (JAX's, BLAS's)
+      mapper = stack.enter_context(ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"))).map
+    bests = list(_progress(mapper(_minimize_from, chunks, [data] * len(chunks)), len(chunks),
+                           f"approach 3 fit ({len(starts)} starts)", progress))
+  found = [(fun, x) for fun, x in bests if x is not None]
+  x = min(found, key=lambda best: best[0])[1] if found else None  # min keeps the first (chunk) of equals
+  if x is None or not np.all(np.isfinite(x)):
+    raise AnalysisError("approach 3: no start gave a finite fit")
   with _single_threaded_blas():
-    for x0 in _progress(starts, len(starts), "approach 3 fit", progress):
-      result = minimize(huber_objective, x0, args=data, jac=True, method="L-BFGS-B")
-      if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-        best = result
-    if best is None or not np.all(np.isfinite(best.x)):
-      raise AnalysisError("approach 3: no start gave a finite fit")
-    best = minimize(huber_objective, best.x, args=data, jac=True, method="L-BFGS-B", options=POLISH_OPTIONS)
+    best = minimize(huber_objective, x, args=data, jac=True, method="L-BFGS-B", options=POLISH_OPTIONS)
   a, b, e, alpha, beta = best.x
   if alpha <= 0 or beta <= 0 or max(a, b, e) > MAX_LOG_COEFFICIENT:
     raise AnalysisError(
@@ -940,6 +970,7 @@ def holdout_check(
   approach3: bool = True,
   delta: float = HUBER_DELTA,
   progress: bool = False,
+  workers: int = 1,
 ) -> HoldoutCheck:
   """Refit every method on the runs below the largest budget and predict that budget's optimum.
 
@@ -969,7 +1000,7 @@ def holdout_check(
 
   fitters = [("approach 2", lambda: fit_approach2(train)), ("approach 1", lambda: fit_approach1(train))]
   if approach3:
-    fitters.insert(0, ("approach 3", lambda: fit_approach3(train, delta=delta, progress=progress)))
+    fitters.insert(0, ("approach 3", lambda: fit_approach3(train, delta=delta, progress=progress, workers=workers)))
   fitted = {}
   for method, fitter in fitters:
     try:
