@@ -250,8 +250,9 @@ def analyze(
 
   A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
   unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
-  (or C) in the data and 10x and 100x it. ``workers`` processes share approach 3's 4500 starts (spawned:
-  a script that calls this with workers > 1 needs the ``if __name__ == "__main__":`` guard).
+  (or C) in the data and 10x and 100x it. ``workers`` processes share approach 3's 4500 starts and its
+  bootstrap refits (spawned: a script that calls this with workers > 1 needs the ``if __name__ ==
+  "__main__":`` guard).
   """
   out_dir = Path(out_dir)
   _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta,
@@ -323,7 +324,7 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
     start = time.perf_counter()
     law = fit_approach3(runs, delta=huber_delta, progress=progress, workers=workers)
     result.approach3_seconds = time.perf_counter() - start
-    return bootstrap_approach3(runs, law, n_boot, seed, delta=huber_delta, progress=progress)
+    return bootstrap_approach3(runs, law, n_boot, seed, delta=huber_delta, progress=progress, workers=workers)
 
   methods = (
     ("approach 3", "approach3", approach3),

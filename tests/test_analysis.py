@@ -481,11 +481,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, header, rows, ar
 
 
 def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
-  """Starts shared among processes in chunks give the fit of one process, bit for bit."""
+  """Starts, and bootstrap resamples, shared among processes in chunks give the fit and the samples of one
+  process, bit for bit."""
   starts = start_grid()[::10]  # 450 starts: 5 chunks
   alone = fit_approach3(sweep_analysis.runs, starts=starts)
   shared = fit_approach3(sweep_analysis.runs, starts=starts, workers=3)
   assert np.array_equal(shared.params, alone.params) and shared.objective == alone.objective
+  alone, shared = (bootstrap_approach3(sweep_analysis.runs, alone, 60, seed=1, workers=w).samples for w in (1, 2))
+  assert alone.shape == (60, 5) and np.array_equal(shared, alone)  # 3 chunks
 
 
 def test_cli_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):

@@ -37,6 +37,7 @@ HUBER_DELTA = 1e-3
 # polished with these tolerances.
 POLISH_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12}
 START_CHUNK = 100  # approach 3 starts per task of a worker process
+BOOTSTRAP_CHUNK = 25  # bootstrap resamples per task of a worker process
 MIN_POINTS_APPROACH3 = 10  # twice the number of parameters
 MIN_DISTINCT_APPROACH3 = 3  # distinct values of N and of D
 MIN_POINTS_PER_BUDGET = 3  # a parabola has three coefficients
@@ -281,10 +282,40 @@ def _progress(iterable, total: int, description: str, enabled: bool):
     return iterable
 
 
+def usable_cpus() -> int:
+  """The CPUs this process may run on (its affinity, as a SLURM allocation sets it)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _mapped(workers: int, tasks: int):
+  """``map``, or the map of a pool of min(workers, tasks) processes, spawned rather than forked (the caller
+  may hold threads: JAX's, BLAS's); results in order either way."""
+  if min(workers, tasks) <= 1:
+    yield map
+    return
+  with ProcessPoolExecutor(min(workers, tasks), multiprocessing.get_context("spawn")) as pool:
+    yield pool.map
+
+
 def within(strata: np.ndarray) -> Callable[[np.random.Generator], np.ndarray]:
   """A draw for ``bootstrap``: row indices resampled with replacement within each stratum."""
   groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
   return lambda rng: np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+
+
+def _evaluate(statistic: Callable[[np.ndarray], np.ndarray], draws: list[np.ndarray]) -> list[np.ndarray | None]:
+  """``statistic`` on each resample; None where it fails (AnalysisError, or a numerical failure: ValueError,
+  ArithmeticError). Module-level, so that worker processes can run it."""
+  values = []
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for idx in draws:
+      try:
+        values.append(np.asarray(statistic(idx), dtype=float))
+      except (ValueError, ArithmeticError):  # AnalysisError, math domain errors, overflow, LinAlgError
+        values.append(None)
+  return values
 
 
 def bootstrap(
@@ -294,22 +325,20 @@ def bootstrap(
   seed: int,
   description: str = "bootstrap",
   progress: bool = False,
+  workers: int = 1,
 ) -> np.ndarray:
   """Evaluate ``statistic(draw(rng))`` on ``n_boot`` resamples (``within(strata)`` resamples rows).
 
-  Resamples on which the statistic fails (AnalysisError, or a numerical failure: ValueError,
-  ArithmeticError) are dropped and counted in a warning. Returns an array (n_ok, k).
+  Resamples on which the statistic fails are dropped and counted in a warning. Returns an array (n_ok, k).
+  With ``workers`` > 1, chunks of BOOTSTRAP_CHUNK resamples go to that many processes (the statistic must
+  pickle: a module-level function or a partial of one, not a lambda); the samples are the same.
   """
   rng = np.random.default_rng(seed)
-  samples = []
-  for _ in _progress(range(n_boot), n_boot, description, progress):
-    idx = draw(rng)
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")
-      try:
-        samples.append(np.asarray(statistic(idx), dtype=float))
-      except (ValueError, ArithmeticError):  # AnalysisError, math domain errors, overflow, LinAlgError
-        continue
+  draws = [draw(rng) for _ in range(n_boot)]
+  chunks = [draws[i:i + BOOTSTRAP_CHUNK] for i in range(0, n_boot, BOOTSTRAP_CHUNK)]
+  with _mapped(workers, len(chunks)) as mapper:
+    evaluated = _progress(mapper(functools.partial(_evaluate, statistic), chunks), len(chunks), description, progress)
+    samples = [value for chunk in evaluated for value in chunk if value is not None]
   if len(samples) < n_boot:
     warn(f"{description}: {n_boot - len(samples)} of {n_boot} resamples could not be fitted and were dropped")
   if not samples:
@@ -558,11 +587,6 @@ def _minimize_from(starts: np.ndarray, data: tuple) -> tuple[float, np.ndarray |
   return best
 
 
-def usable_cpus() -> int:
-  """The CPUs this process may run on (its affinity, as a SLURM allocation sets it)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def fit_approach3(
   runs: Runs,
   starts: np.ndarray | None = None,
@@ -586,12 +610,8 @@ def fit_approach3(
   starts = start_grid() if starts is None else np.atleast_2d(starts)
   data = (np.vstack([np.ones(len(runs)), np.log(runs.N), np.log(runs.D)]), np.log(runs.L), delta)
   chunks = [starts[i:i + START_CHUNK] for i in range(0, len(starts), START_CHUNK)]
-  workers = min(workers, len(chunks))
-  with contextlib.ExitStack() as stack:
-    mapper = map
-    if workers > 1:  # spawned, not forked: the caller may hold threads (JAX's, BLAS's)
-      mapper = stack.enter_context(ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"))).map
-    bests = list(_progress(mapper(_minimize_from, chunks, [data] * len(chunks)), len(chunks),
+  with _mapped(workers, len(chunks)) as mapper:
+    bests = list(_progress(mapper(functools.partial(_minimize_from, data=data), chunks), len(chunks),
                            f"approach 3 fit ({len(starts)} starts)", progress))
   found = [(fun, x) for fun, x in bests if x is not None]
   x = min(found, key=lambda best: best[0])[1] if found else None  # min keeps the first (chunk) of equals
@@ -626,21 +646,27 @@ def bootstrap_approach3(
   n_grid_starts: int = 4,
   delta: float = HUBER_DELTA,
   progress: bool = False,
+  workers: int = 1,
 ) -> ChinchillaLaw:
   """The law with bootstrap samples: each resample is refitted from the full fit's optimum and a few
-  random grid starts."""
+  random grid starts, in `workers` processes."""
   grid = start_grid()
   rng = np.random.default_rng(seed)
   starts = np.vstack([law.params, grid[rng.choice(len(grid), size=n_grid_starts, replace=False)]])
   samples = bootstrap(
-    lambda idx: fit_approach3(runs.subset(idx), starts=starts, delta=delta).params,
+    functools.partial(_refit_approach3, runs, starts, delta),
     within(np.zeros(len(runs))),
     n_boot,
     seed,
     "approach 3 bootstrap",
     progress,
+    workers,
   )
   return replace(law, samples=samples)
+
+
+def _refit_approach3(runs: Runs, starts: np.ndarray, delta: float, idx: np.ndarray) -> np.ndarray:
+  return fit_approach3(runs.subset(idx), starts=starts, delta=delta).params
 
 
 # --------------------------------------------------------------------------------------------------
