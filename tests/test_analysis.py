@@ -16,7 +16,7 @@ from scipy.optimize import minimize_scalar
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from scaling.analysis import plots, report
+from scaling.analysis import fits, plots, report
 from scaling.analysis.fits import (
   AnalysisError,
   AnalysisWarning,
@@ -489,6 +489,20 @@ def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
   assert np.array_equal(shared.params, alone.params) and shared.objective == alone.objective
   alone, shared = (bootstrap_approach3(sweep_analysis.runs, alone, 60, seed=1, workers=w).samples for w in (1, 2))
   assert alone.shape == (60, 5) and np.array_equal(shared, alone)  # 3 chunks
+
+
+def test_approach3_runs_in_one_process_where_none_can_start(sweep_analysis, monkeypatch):
+  def no_semaphores(*args, **kwargs):
+    raise OSError(38, "Function not implemented")
+
+  starts = start_grid()[::10]
+  alone = fit_approach3(sweep_analysis.runs, starts=starts)
+  monkeypatch.setattr(fits, "ProcessPoolExecutor", no_semaphores)
+  with pytest.warns(AnalysisWarning) as caught:
+    shared = fit_approach3(sweep_analysis.runs, starts=starts, workers=2)
+  assert [str(w.message) for w in caught] == [
+    "one process instead of 2: cannot start worker processes here ([Errno 38] Function not implemented)"]
+  assert np.array_equal(shared.params, alone.params)
 
 
 def test_cli_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):

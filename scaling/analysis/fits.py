@@ -294,7 +294,13 @@ def _mapped(workers: int, tasks: int):
   if min(workers, tasks) <= 1:
     yield map
     return
-  with ProcessPoolExecutor(min(workers, tasks), multiprocessing.get_context("spawn")) as pool:
+  try:
+    pool = ProcessPoolExecutor(min(workers, tasks), multiprocessing.get_context("spawn"))
+  except OSError as err:  # no semaphores here (a container without /dev/shm)
+    warn(f"one process instead of {min(workers, tasks)}: cannot start worker processes here ({err})")
+    yield map
+    return
+  with pool:
     yield pool.map
 
 
