@@ -42,7 +42,7 @@ from scaling.analysis.fits import (
   holdout_check,
   make_runs,
   predict,
-  usable_cpus,
+  default_workers,
   warn,
 )
 
@@ -380,9 +380,10 @@ def main(argv=None) -> int:
     default=HUBER_DELTA,
     help=f"delta of approach 3's Huber loss on log L (default: {HUBER_DELTA:g}, Hoffmann et al.'s)",
   )
-  parser.add_argument("--workers", type=int, default=usable_cpus(),
-                      help="processes that share approach 3's starts (default: the CPUs this process may use, here "
-                           f"{usable_cpus()}); the fit is the same with any number")
+  parser.add_argument("--workers", type=int, default=default_workers(),
+                      help="processes that share approach 3's starts and bootstrap refits (default: the CPUs this "
+                           f"process may use, at most 8; here {default_workers()}); the results are the same with "
+                           "any number")
   parser.add_argument("--no-holdout", action="store_true", help="skip the hold-out check")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)

@@ -491,6 +491,12 @@ def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
   assert alone.shape == (60, 5) and np.array_equal(shared, alone)  # 3 chunks
 
 
+def test_default_workers_are_the_usable_cpus_up_to_8(monkeypatch):
+  for cpus, workers in ((1, 1), (2, 2), (8, 8), (64, 8)):
+    monkeypatch.setattr(fits.os, "sched_getaffinity", lambda pid, cpus=cpus: set(range(cpus)))
+    assert fits.default_workers() == workers
+
+
 def test_approach3_runs_in_one_process_where_none_can_start(sweep_analysis, monkeypatch):
   def no_semaphores(*args, **kwargs):
     raise OSError(38, "Function not implemented")

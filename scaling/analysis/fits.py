@@ -38,6 +38,7 @@ HUBER_DELTA = 1e-3
 POLISH_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12}
 START_CHUNK = 100  # approach 3 starts per task of a worker process
 BOOTSTRAP_CHUNK = 25  # bootstrap resamples per task of a worker process
+MAX_DEFAULT_WORKERS = 8  # analyze's processes unless --workers says otherwise
 MIN_POINTS_APPROACH3 = 10  # twice the number of parameters
 MIN_DISTINCT_APPROACH3 = 3  # distinct values of N and of D
 MIN_POINTS_PER_BUDGET = 3  # a parabola has three coefficients
@@ -282,9 +283,11 @@ def _progress(iterable, total: int, description: str, enabled: bool):
     return iterable
 
 
-def usable_cpus() -> int:
-  """The CPUs this process may run on (its affinity, as a SLURM allocation sets it)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def default_workers() -> int:
+  """The CPUs this process may run on (its affinity, as a SLURM allocation sets it), at most
+  MAX_DEFAULT_WORKERS: each worker holds about 80 MB, and a login node may have 100 CPUs and little memory."""
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  return min(cpus, MAX_DEFAULT_WORKERS)
 
 
 @contextlib.contextmanager
