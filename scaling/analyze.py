@@ -35,6 +35,7 @@ from scaling.analysis.fits import (
   Prediction,
   Runs,
   bootstrap_approach3,
+  default_workers,
   fit_approach1,
   fit_approach2,
   fit_approach3,
@@ -42,7 +43,6 @@ from scaling.analysis.fits import (
   holdout_check,
   make_runs,
   predict,
-  default_workers,
   warn,
 )
 
