@@ -1,7 +1,7 @@
 """Scaling laws from a sweep's results: ``python -m scaling.analyze RESULTS.csv --out DIR``.
 
 Reads a results CSV (ours, or any CSV with columns for two of N, D, C and a loss), fits Chinchilla
-approaches 1, 2 and 3 and a Kaplan-style L(N) with bootstrap intervals, predicts the compute-optimal
+approaches 1, 2 and 3 and Kaplan-style L(N) and L(N, D) with bootstrap intervals, predicts the compute-optimal
 N, D and loss for given budgets, checks the fits on the largest budget held out, and writes plots
 (PNG and SVG) and report.md to DIR.
 """
@@ -32,14 +32,16 @@ from scaling.analysis.fits import (
   HoldoutCheck,
   IsoFLOPFit,
   KaplanFit,
+  KaplanLaw,
   Prediction,
   Runs,
-  bootstrap_approach3,
+  bootstrap_joint,
   default_workers,
   fit_approach1,
   fit_approach2,
   fit_approach3,
   fit_kaplan,
+  fit_kaplan_joint,
   holdout_check,
   make_runs,
   predict,
@@ -76,6 +78,8 @@ class Analysis:
   approach2: IsoFLOPFit | None = None
   approach1: EnvelopeFit | None = None
   kaplan: KaplanFit | None = None
+  kaplan_joint: KaplanLaw | None = None
+  kaplan_joint_seconds: float = math.nan
   predictions: list[Prediction] = field(default_factory=list)
   holdout: HoldoutCheck | None = None
   warnings: list[str] = field(default_factory=list)
@@ -250,8 +254,8 @@ def analyze(
 
   A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
   unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
-  (or C) in the data and 10x and 100x it. ``workers`` processes share approach 3's 4500 starts and its
-  bootstrap refits (spawned: a script that calls this with workers > 1 needs the ``if __name__ ==
+  (or C) in the data and 10x and 100x it. ``workers`` processes share the starts of approach 3 and of
+  Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1 needs the ``if __name__ ==
   "__main__":`` guard).
   """
   out_dir = Path(out_dir)
@@ -273,10 +277,12 @@ def analyze(
     _fit_all(result, n_boot, seed, huber_delta, progress, workers)
     C_max = float(max(runs.budgets(), default=runs.C.max()))
     for C in predict_budgets or (C_max, 10 * C_max, 100 * C_max):
-      result.predictions += predict(float(C), runs.flops, result.approach3, result.approach2, result.approach1)
+      result.predictions += predict(float(C), runs.flops, result.approach3, result.approach2, result.approach1,
+                                    result.kaplan_joint)
     if holdout:
+      joint_laws = tuple(type(law) for law in (result.approach3, result.kaplan_joint) if law is not None)
       try:
-        result.holdout = holdout_check(runs, result.approach3 is not None, huber_delta, progress, workers)
+        result.holdout = holdout_check(runs, joint_laws, huber_delta, progress, workers)
       except AnalysisError as err:
         warn(f"hold-out check skipped: {err}")
     result.curves = load_curves(csv_path)
@@ -317,19 +323,23 @@ def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predi
 
 
 def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progress: bool, workers: int) -> None:
-  """Fit approaches 3, 2, 1 and Kaplan L(N) into ``result``, skipping (with a warning) what fails."""
+  """Fit approaches 3, 2, 1 and Kaplan's L(N, D) and L(N) into ``result``, skipping (with a warning) what fails."""
   runs = result.runs
 
-  def approach3():
-    start = time.perf_counter()
-    law = fit_approach3(runs, delta=huber_delta, progress=progress, workers=workers)
-    result.approach3_seconds = time.perf_counter() - start
-    return bootstrap_approach3(runs, law, n_boot, seed, delta=huber_delta, progress=progress, workers=workers)
+  def joint(fit, attribute):
+    def fit_and_bootstrap():
+      start = time.perf_counter()
+      law = fit(runs, delta=huber_delta, progress=progress, workers=workers)
+      setattr(result, f"{attribute}_seconds", time.perf_counter() - start)
+      return bootstrap_joint(runs, law, n_boot, seed, delta=huber_delta, progress=progress, workers=workers)
+
+    return fit_and_bootstrap
 
   methods = (
-    ("approach 3", "approach3", approach3),
+    ("approach 3", "approach3", joint(fit_approach3, "approach3")),
     ("approach 2", "approach2", lambda: fit_approach2(runs, n_boot, seed, progress)),
     ("approach 1", "approach1", lambda: fit_approach1(runs, n_boot, seed, progress)),
+    ("Kaplan L(N, D)", "kaplan_joint", joint(fit_kaplan_joint, "kaplan_joint")),
   )
   errors = []
   for label, attribute, fit in methods:
@@ -350,7 +360,7 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog="python -m scaling.analyze",
-    description="Fit scaling laws (Chinchilla approaches 1-3, Kaplan L(N)) to a sweep's results.",
+    description="Fit scaling laws (Chinchilla approaches 1-3, Kaplan L(N) and L(N, D)) to a sweep's results.",
   )
   parser.add_argument("csv", help="results CSV: one row per run")
   parser.add_argument("--out", required=True, help="output directory for report.md and the plots")
@@ -381,7 +391,7 @@ def main(argv=None) -> int:
     help=f"delta of approach 3's Huber loss on log L (default: {HUBER_DELTA:g}, Hoffmann et al.'s)",
   )
   parser.add_argument("--workers", type=int, default=default_workers(),
-                      help="processes that share approach 3's starts and bootstrap refits (default: the CPUs this "
+                      help="processes that share the L(N, D) fits' starts and bootstrap refits (default: the CPUs this "
                            f"process may use, at most 8; here {default_workers()}); the results are the same with "
                            "any number")
   parser.add_argument("--no-holdout", action="store_true", help="skip the hold-out check")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import minimize_scalar
+from scipy.optimize import check_grad, minimize_scalar
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -23,13 +23,17 @@ from scaling.analysis.fits import (
   ChinchillaLaw,
   FlopsPerToken,
   HoldoutCheck,
+  KaplanLaw,
   bootstrap,
-  bootstrap_approach3,
+  bootstrap_joint,
   estimate,
   fit_approach1,
   fit_approach2,
   fit_approach3,
+  fit_kaplan_joint,
   group_by_value,
+  kaplan_objective,
+  kaplan_start_grid,
   lower_envelope,
   make_runs,
   start_grid,
@@ -51,20 +55,20 @@ SWEEP_BUDGETS = [1e17, 3e17, 1e18, 3e18, 1e19, 3e19]
 RESULTS_HEADER = "run_id,family,size,N,N_nonembed,D,C,C_chinchilla,train_loss,eval_loss,wall_time_s,status".split(",")
 
 
-def synthetic_sweep(seed: int = 1, noise: float = 0.005):
-  """An IsoFLOP sweep of TRUE_LAW: per budget, the model sizes within 8x of N_opt, C hit within 0.5%,
+def synthetic_sweep(seed: int = 1, noise: float = 0.005, law=TRUE_LAW):
+  """An IsoFLOP sweep of ``law``: per budget, the model sizes within 8x of N_opt, C hit within 0.5%,
   losses with 0.5% log-normal noise."""
   rng = np.random.default_rng(seed)
   sizes = np.geomspace(5e6, 2e9, 12)
   N, C = [], []
   for budget in SWEEP_BUDGETS:
-    n_opt = TRUE_LAW.n_opt(budget, SIX_N)
+    n_opt = law.n_opt(budget, SIX_N)
     for n in sizes[(sizes > n_opt / 8) & (sizes < n_opt * 8)]:
       N.append(n)
       C.append(budget * (1 + rng.uniform(-0.005, 0.005)))
   N, C = np.array(N), np.array(C)
   D = C / (6 * N)
-  L = TRUE_LAW.loss(N, D) * np.exp(rng.normal(0, noise, len(N)))
+  L = law.loss(N, D) * np.exp(rng.normal(0, noise, len(N)))
   return N, D, C, L
 
 
@@ -137,7 +141,7 @@ def test_chinchilla_fit_takes_at_most_60_seconds(chinchilla_fit):
 
 
 def test_chinchilla_bootstrap_matches_published_intervals(chinchilla_runs, chinchilla_fit):
-  law = bootstrap_approach3(chinchilla_runs, chinchilla_fit[0], n_boot=100, seed=0)
+  law = bootstrap_joint(chinchilla_runs, chinchilla_fit[0], n_boot=100, seed=0)
   assert len(law.samples) >= 95
   # Besiroglu et al.'s 95% intervals from 4000 resamples; 100 resamples move the ends by ~0.01.
   published = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}
@@ -239,9 +243,9 @@ def test_frontier_formula_by_hand():
 
 def test_prediction_with_intervals(sweep_analysis):
   C = 3e20  # ten times the largest budget
-  p, p2, p1 = sweep_analysis.predictions
-  assert (p.method, p2.method, p1.method) == ("approach 3", "approach 2", "approach 1")
-  assert p.C == p2.C == p1.C == C
+  p, pk, p2, p1 = sweep_analysis.predictions
+  assert (p.method, pk.method, p2.method, p1.method) == ("approach 3", "Kaplan L(N, D)", "approach 2", "approach 1")
+  assert p.C == pk.C == p2.C == p1.C == C
   assert p.N.value == pytest.approx(float(TRUE_LAW.n_opt(C, SIX_N)), rel=0.25)
   assert p.D.value == pytest.approx(float(TRUE_LAW.d_opt(C, SIX_N)), rel=0.25)
   assert p.L.value == pytest.approx(float(TRUE_LAW.loss_opt(C, SIX_N)), rel=0.01)
@@ -252,6 +256,9 @@ def test_prediction_with_intervals(sweep_analysis):
   assert p2.N.value == pytest.approx(float(TRUE_LAW.n_opt(C, SIX_N)), rel=0.25)
   assert p2.N.lo < p2.N.value < p2.N.hi and p2.L is None
   assert p1.L.value == pytest.approx(float(TRUE_LAW.loss_opt(C, SIX_N)), rel=0.02)
+  kaplan = sweep_analysis.kaplan_joint  # the other form, fitted to the same runs, predicts what it implies
+  assert pk.N.value == pytest.approx(float(kaplan.n_opt(C, SIX_N))) and pk.N.lo < pk.N.value < pk.N.hi
+  assert pk.L.value == pytest.approx(float(kaplan.loss_opt(C, SIX_N))) and pk.L.lo < pk.L.value < pk.L.hi
 
 
 def test_holdout_predicts_largest_budget(sweep_analysis):
@@ -259,11 +266,103 @@ def test_holdout_predicts_largest_budget(sweep_analysis):
   assert check.budget == pytest.approx(SWEEP_BUDGETS[-1], rel=0.01)
   assert check.n_train + check.n_test == len(sweep_analysis.runs)
   rows = {(r.method, r.quantity): r for r in check.rows}
-  assert {"approach 3", "approach 2", "approach 1"} == {method for method, _ in rows}
+  assert {"approach 3", "Kaplan L(N, D)", "approach 2", "approach 1"} == {method for method, _ in rows}
   assert abs(rows["approach 3", "L*"].rel_error) < 0.01
   assert abs(rows["approach 3", "N*"].rel_error) < 0.4
   assert abs(rows["approach 2", "N*"].rel_error) < 0.4
-  assert np.abs(check.run_rel_errors).max() < 0.02  # 0.5% noise
+  assert np.abs(check.run_rel_errors["approach 3"]).max() < 0.02  # 0.5% noise
+  assert set(check.run_rel_errors) == {"approach 3", "Kaplan L(N, D)"}
+  assert len(check.run_rel_errors["Kaplan L(N, D)"]) == check.n_test
+
+
+# --------------------------------------------------------------------------------------------------
+# Kaplan's L(N, D)
+# --------------------------------------------------------------------------------------------------
+
+
+def kaplan_law(E, Nc, Dc, alpha_N, alpha_D) -> KaplanLaw:
+  return KaplanLaw.from_params([math.log(E) if E else -math.inf, math.log(Nc), math.log(Dc), alpha_N, alpha_D])
+
+
+KAPLAN_2020 = kaplan_law(E=0.0, Nc=8.8e13, Dc=5.4e13, alpha_N=0.076, alpha_D=0.095)  # Kaplan et al.'s Eq. 1.5
+
+
+def test_kaplan_law_by_hand():
+  law = kaplan_law(E=1.5, Nc=1e8, Dc=1e10, alpha_N=0.3, alpha_D=0.2)
+  # at N = 1e7, D = 1e9: (Nc/N)^(alpha_N/alpha_D) = 10^1.5 = 31.6228, Dc/D = 10, (41.6228)^0.2 = 2.107979
+  assert float(law.loss(1e7, 1e9)) == pytest.approx(1.5 + 41.6227766 ** 0.2, rel=1e-9)
+  assert float(law.loss(1e7, 1e9)) == pytest.approx(3.6079787, rel=1e-7)
+  assert float(law.loss(1e7, 1e30)) == pytest.approx(1.5 + 10 ** 0.3, rel=1e-9)  # no data limit: E + (Nc/N)^alpha_N
+  assert float(law.loss(1e30, 1e9)) == pytest.approx(1.5 + 10 ** 0.2, rel=1e-9)  # no size limit: E + (Dc/D)^alpha_D
+  assert law.a == pytest.approx(0.4) and law.b == pytest.approx(0.6)
+  # Kaplan et al.'s values: g = 0.8, N_opt^1.8 = 0.8 Nc^0.8 C / (6 Dc); at C = 1e21, 1.8 ln N_opt =
+  # -0.22314 + 0.8 x 32.10840 + 48.35429 - 33.41165 = 40.40622, N_opt = e^22.44790 = 5.60999e9
+  C = 1e21
+  assert KAPLAN_2020.n_opt(C, SIX_N) == pytest.approx((0.8 * 8.8e13**0.8 * C / (6 * 5.4e13)) ** (1 / 1.8), rel=1e-9)
+  assert KAPLAN_2020.n_opt(C, SIX_N) == pytest.approx(5.60999e9, rel=1e-5)
+  assert KAPLAN_2020.a == pytest.approx(0.095 / 0.171)
+  for law in (law, KAPLAN_2020):  # the closed form is the minimum along the IsoFLOP line
+    best = minimize_scalar(lambda ln_n: law.loss(math.exp(ln_n), C / (6 * math.exp(ln_n))), bounds=(10, 35),
+                           method="bounded", options={"xatol": 1e-10})
+    assert math.exp(best.x) == pytest.approx(law.n_opt(C, SIX_N), rel=1e-4)
+    assert law.loss_opt(C, SIX_N) == pytest.approx(best.fun, rel=1e-12)
+    assert 6 * law.n_opt(C, SIX_N) * law.d_opt(C, SIX_N) == pytest.approx(C)
+
+
+def test_kaplan_objective_gradient_is_exact():
+  N, D, _, L = synthetic_sweep(noise=0.01)
+  X, log_l = np.vstack([np.ones(len(N)), np.log(N), np.log(D)]), np.log(L)
+  rng = np.random.default_rng(0)
+  for delta in (1e-3, 1.0):  # residuals beyond and within the Huber threshold
+    for _ in range(5):
+      params = np.array([0.5, 18.0, 22.0, 0.3, 0.3]) + rng.normal(0, 0.5, 5) * [1, 1, 1, 0.1, 0.1]
+      value, gradient = kaplan_objective(params, X, log_l, delta)
+      error = check_grad(lambda q: kaplan_objective(q, X, log_l, delta)[0], lambda q: kaplan_objective(q, X, log_l,
+                         delta)[1], params)
+      assert error < 1e-5 * np.linalg.norm(gradient), (delta, params)
+
+
+@pytest.mark.parametrize("truth", [
+  kaplan_law(E=1.7, Nc=3e7, Dc=2e9, alpha_N=0.34, alpha_D=0.28),
+  kaplan_law(E=0.8, Nc=1e6, Dc=1e8, alpha_N=0.6, alpha_D=0.3),
+  KAPLAN_2020,  # no irreducible loss: ln E runs off towards -inf
+], ids=["E1.7", "E0.8", "kaplan2020"])
+def test_kaplan_joint_recovers_known_laws(truth):
+  """From the 972 starts: the exact law from its noise-free IsoFLOP sweep; from 0.5% noise, a fit at least as
+  good as the truth (the optimum, not a local one) with the exponents within 0.03."""
+  N, D, C, L = synthetic_sweep(noise=0.0, law=truth)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", AnalysisWarning)
+    fit = fit_kaplan_joint(make_runs(L, N=N, D=D, C=C))
+  said_no_E = [str(w.message).startswith("Kaplan L(N, D): E is about 0") for w in caught]
+  assert said_no_E == ([True] if truth.E == 0 else [])
+  assert len(kaplan_start_grid()) == 972
+  for name in ("alpha_N", "alpha_D", "log_Nc", "log_Dc"):
+    assert getattr(fit, name) == pytest.approx(getattr(truth, name), rel=1e-4), name
+  assert fit.E == pytest.approx(truth.E, abs=1e-4)
+  N, D, C, L = synthetic_sweep(noise=0.005, law=truth)
+  fit = fit_kaplan_joint(make_runs(L, N=N, D=D, C=C))
+  X = np.vstack([np.ones(len(N)), np.log(N), np.log(D)])
+  at_truth = kaplan_objective(np.maximum(truth.params, -50.0), X, np.log(L), fits.HUBER_DELTA)[0]
+  assert fit.objective <= at_truth
+  assert fit.alpha_N == pytest.approx(truth.alpha_N, abs=0.03) and fit.alpha_D == pytest.approx(truth.alpha_D, abs=0.03)
+
+
+def test_the_two_forms_compared_on_one_sweep(sweep_analysis):
+  """TRUE_LAW is additive: approach 3 fits its runs better than Kaplan's form does, and the report says by how
+  much. Kaplan's form bends towards the additive law's curvature by dropping E (to e^-34 here)."""
+  law3, kaplan = sweep_analysis.approach3, sweep_analysis.kaplan_joint
+  assert law3.objective < 0.5 * kaplan.objective
+  assert kaplan.samples.shape == (60, 5)
+  for name in ("alpha_N", "alpha_D"):
+    e = estimate(kaplan, attrgetter(name))
+    assert e.lo < getattr(kaplan, name) < e.hi
+  assert kaplan.log_E < -20
+  assert any(message.startswith("Kaplan L(N, D): E is about 0 (ln E = ") for message in sweep_analysis.caught)
+  report = (Path(sweep_analysis.source).parent / "out" / "report.md").read_text()
+  assert f"| α_N | {kaplan.alpha_N:.5g} [" in report and f"| approach 3 | {law3.objective:.6g} |" in report
+  assert f"| Kaplan L(N, D) | {kaplan.objective:.6g} |" in report
+  assert "Kaplan L(N, D): loss of the held-out runs, mean |error|" in report
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,7 +586,7 @@ def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
   alone = fit_approach3(sweep_analysis.runs, starts=starts)
   shared = fit_approach3(sweep_analysis.runs, starts=starts, workers=3)
   assert np.array_equal(shared.params, alone.params) and shared.objective == alone.objective
-  alone, shared = (bootstrap_approach3(sweep_analysis.runs, alone, 60, seed=1, workers=w).samples for w in (1, 2))
+  alone, shared = (bootstrap_joint(sweep_analysis.runs, alone, 60, seed=1, workers=w).samples for w in (1, 2))
   assert alone.shape == (60, 5) and np.array_equal(shared, alone)  # 3 chunks
 
 
@@ -779,7 +878,7 @@ def test_approach1_warns_about_an_underfilled_envelope_budget():
 
 
 def test_empty_holdout_says_no_method_predicts():
-  analysis = type("A", (), {"holdout": HoldoutCheck(1e20, 30, 2, "best run", [], None),
+  analysis = type("A", (), {"holdout": HoldoutCheck(1e20, 30, 2, "best run", [], {}),
                             "settings": {"hold-out check": True}})
   text = "\n".join(report._holdout_section(analysis))
   assert "No method refitted without the largest budget predicts its optimum (see warnings)." in text

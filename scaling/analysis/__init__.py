@@ -1,4 +1,4 @@
-"""Scaling-law analysis: Chinchilla approaches 1-3, Kaplan L(N), uncertainty, predictions, plots, report.
+"""Scaling-law analysis: Chinchilla approaches 1-3, Kaplan L(N) and L(N, D), uncertainty, predictions, plots, report.
 
 The command line is ``python -m scaling.analyze RESULTS.csv --out DIR`` (see ``scaling.analyze``).
 """
@@ -8,12 +8,14 @@ from scaling.analysis.fits import (
   AnalysisWarning,
   ChinchillaLaw,
   Estimate,
+  KaplanLaw,
   Runs,
-  bootstrap_approach3,
+  bootstrap_joint,
   fit_approach1,
   fit_approach2,
   fit_approach3,
   fit_kaplan,
+  fit_kaplan_joint,
   holdout_check,
   make_runs,
   predict,
@@ -24,12 +26,14 @@ __all__ = [
   "AnalysisWarning",
   "ChinchillaLaw",
   "Estimate",
+  "KaplanLaw",
   "Runs",
-  "bootstrap_approach3",
+  "bootstrap_joint",
   "fit_approach1",
   "fit_approach2",
   "fit_approach3",
   "fit_kaplan",
+  "fit_kaplan_joint",
   "holdout_check",
   "make_runs",
   "predict",

@@ -1,4 +1,5 @@
-"""Scaling-law fits: Chinchilla approaches 1, 2 and 3, Kaplan-style L(N), bootstrap, prediction, hold-out.
+"""Scaling-law fits: Chinchilla approaches 1, 2 and 3, Kaplan-style L(N) and L(N, D), bootstrap, prediction,
+hold-out.
 
 Conventions: N is parameters, D training tokens, C training compute in FLOP, L the loss. A token costs
 f(N) = C / D FLOPs, taken from the runs (FlopsPerToken): 6 N when C = 6 N D, more under PaLM's count,
@@ -22,7 +23,7 @@ import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
@@ -476,6 +477,13 @@ def start_grid() -> np.ndarray:
   return np.array(grid)
 
 
+def _huber(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+  """The sum of Huber losses of the residuals r, and its derivative by each residual."""
+  abs_r = np.abs(r)
+  q = np.minimum(abs_r, delta)
+  return np.dot(q, abs_r - 0.5 * q), np.copysign(q, r)  # 0.5 r^2 where |r| <= delta, delta (|r| - delta/2) beyond
+
+
 def huber_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUBER_DELTA):
   """Sum of Huber losses of log L_pred - log L, and its gradient; params = (a, b, e, alpha, beta).
 
@@ -488,20 +496,58 @@ def huber_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUB
   m = T.max(axis=0)
   P = np.exp(T - m)
   total = P.sum(axis=0)
-  r = m + np.log(total) - log_l
-  abs_r = np.abs(r)
-  q = np.minimum(abs_r, delta)
-  value = np.dot(q, abs_r - 0.5 * q)  # 0.5 r^2 where |r| <= delta, delta (|r| - delta / 2) beyond
+  value, slope = _huber(m + np.log(total) - log_l, delta)
   # d value / d T[k, i] = huber'(r_i) * softmax_k(T[:, i]); S[k, j] = sum_i of that times X[j, i].
-  S = (P * (np.copysign(q, r) / total)) @ X.T
+  S = (P * (slope / total)) @ X.T
   return value, np.array([S[0, 0], S[1, 0], S[2, 0], -S[0, 1], -S[1, 2]])
 
 
+class JointLaw:
+  """A law L(N, D) fitted to every run, and the compute-optimal allocation it implies. Subclasses give
+  ``loss(N, D)`` and ``n_opt_proportional(C, k)``, the optimum in closed form when a token costs k N FLOPs."""
+
+  method: ClassVar[str]  # its name in the report, predictions and warnings
+
+  def n_opt(self, C, flops: FlopsPerToken):
+    """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs:
+    the closed form when f = k N, else a golden-section search in ln N (L along an IsoFLOP line has one
+    minimum), bracketed by the closed forms at the extreme f/N widened by a factor e^3 each way."""
+    C = np.asarray(C, dtype=float)
+    if flops.k is not None:
+      return self.n_opt_proportional(C, flops.k)
+    lo = np.log(self.n_opt_proportional(C, flops.per_param.max())) - 3.0
+    hi = np.log(self.n_opt_proportional(C, flops.per_param.min())) + 3.0
+
+    def along(ln_n):
+      N = np.exp(ln_n)
+      return self.loss(N, C / flops(N))
+
+    shrink = (math.sqrt(5.0) - 1.0) / 2.0
+    x1, x2 = hi - shrink * (hi - lo), lo + shrink * (hi - lo)
+    f1, f2 = along(x1), along(x2)
+    for _ in range(GOLDEN_ITERATIONS):
+      left = f1 < f2  # the minimum lies in [lo, x2]: x1 becomes the new x2
+      lo, hi = np.where(left, lo, x1), np.where(left, x2, hi)
+      new = np.where(left, hi - shrink * (hi - lo), lo + shrink * (hi - lo))
+      f_new = along(new)
+      x1, x2, f1, f2 = (np.where(left, new, x2), np.where(left, x1, new),
+                        np.where(left, f_new, f2), np.where(left, f1, f_new))
+    return np.exp(0.5 * (lo + hi))
+
+  def d_opt(self, C, flops: FlopsPerToken):
+    return np.asarray(C, dtype=float) / flops(self.n_opt(C, flops))
+
+  def loss_opt(self, C, flops: FlopsPerToken):
+    N = self.n_opt(C, flops)
+    return self.loss(N, np.asarray(C, dtype=float) / flops(N))
+
+
 @dataclass(frozen=True)
-class ChinchillaLaw:
+class ChinchillaLaw(JointLaw):
   """L(N, D) = E + A / N^alpha + B / D^beta, Hoffmann et al.'s approach 3, kept as the fitted
   parameters (ln A, ln B, ln E, alpha, beta): a fit whose E underflows to 0 keeps its ln E."""
 
+  method: ClassVar[str] = "approach 3"
   log_A: float
   log_B: float
   log_E: float
@@ -549,51 +595,153 @@ class ChinchillaLaw:
     """Exponent of D_opt(C) ~ C^b."""
     return self.alpha / (self.alpha + self.beta)
 
-  def n_opt(self, C, flops: FlopsPerToken):
-    """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs:
-    G (C/k)^a when f = k N (Hoffmann et al.'s closed form, k = 6), else a golden-section search in ln N
-    (L along an IsoFLOP line has one minimum), bracketed by the closed forms at the extreme f/N widened
-    by a factor e^3 each way."""
-    C = np.asarray(C, dtype=float)
-    if flops.k is not None:
-      return self.G * (C / flops.k) ** self.a
-    lo = np.log(self.G * (C / flops.per_param.max()) ** self.a) - 3.0
-    hi = np.log(self.G * (C / flops.per_param.min()) ** self.a) + 3.0
-
-    def along(ln_n):
-      N = np.exp(ln_n)
-      return self.loss(N, C / flops(N))
-
-    shrink = (math.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = hi - shrink * (hi - lo), lo + shrink * (hi - lo)
-    f1, f2 = along(x1), along(x2)
-    for _ in range(GOLDEN_ITERATIONS):
-      left = f1 < f2  # the minimum lies in [lo, x2]: x1 becomes the new x2
-      lo, hi = np.where(left, lo, x1), np.where(left, x2, hi)
-      new = np.where(left, hi - shrink * (hi - lo), lo + shrink * (hi - lo))
-      f_new = along(new)
-      x1, x2, f1, f2 = (np.where(left, new, x2), np.where(left, x1, new),
-                        np.where(left, f_new, f2), np.where(left, f1, f_new))
-    return np.exp(0.5 * (lo + hi))
-
-  def d_opt(self, C, flops: FlopsPerToken):
-    return np.asarray(C, dtype=float) / flops(self.n_opt(C, flops))
-
-  def loss_opt(self, C, flops: FlopsPerToken):
-    N = self.n_opt(C, flops)
-    return self.loss(N, np.asarray(C, dtype=float) / flops(N))
+  def n_opt_proportional(self, C, k: float):
+    """G (C/k)^a: Hoffmann et al.'s closed form (k = 6)."""
+    return self.G * (C / k) ** self.a
 
 
-def _minimize_from(starts: np.ndarray, data: tuple) -> tuple[float, np.ndarray | None]:
+@dataclass(frozen=True)
+class KaplanLaw(JointLaw):
+  """L(N, D) = E + [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D: Kaplan et al.'s Eq. 1.5 with an
+  irreducible term E (theirs is E = 0), kept as the fitted parameters (ln E, ln N_c, ln D_c, alpha_N,
+  alpha_D). Without a data limit it is E + (N_c / N)^alpha_N, without a size limit E + (D_c / D)^alpha_D."""
+
+  method: ClassVar[str] = "Kaplan L(N, D)"
+  log_E: float
+  log_Nc: float
+  log_Dc: float
+  alpha_N: float
+  alpha_D: float
+  objective: float = math.nan
+  samples: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+  @property
+  def params(self) -> np.ndarray:
+    """(e, ln N_c, ln D_c, alpha_N, alpha_D) with E = e^e."""
+    return np.array([self.log_E, self.log_Nc, self.log_Dc, self.alpha_N, self.alpha_D])
+
+  @classmethod
+  def from_params(cls, params, objective: float = math.nan) -> KaplanLaw:
+    return cls(*(float(v) for v in params), objective)
+
+  @property
+  def E(self) -> float:
+    return math.exp(self.log_E)
+
+  @property
+  def Nc(self) -> float:
+    return math.exp(self.log_Nc)
+
+  @property
+  def Dc(self) -> float:
+    return math.exp(self.log_Dc)
+
+  @property
+  def a(self) -> float:
+    """Exponent of N_opt(C) ~ C^a where C = k N D."""
+    return self.alpha_D / (self.alpha_N + self.alpha_D)
+
+  @property
+  def b(self) -> float:
+    """Exponent of D_opt(C) ~ C^b where C = k N D."""
+    return self.alpha_N / (self.alpha_N + self.alpha_D)
+
+  def loss(self, N, D):
+    ratio = self.alpha_N / self.alpha_D
+    inner = np.logaddexp(ratio * (self.log_Nc - np.log(N)), self.log_Dc - np.log(D))
+    return self.E + np.exp(self.alpha_D * inner)
+
+  def n_opt_proportional(self, C, k: float):
+    """Where (N_c / N)^g + D_c k N / C, g = alpha_N / alpha_D, is least: N^(1+g) = g N_c^g C / (k D_c)."""
+    g = self.alpha_N / self.alpha_D
+    return np.exp((math.log(g) + g * self.log_Nc - self.log_Dc + np.log(np.asarray(C, dtype=float) / k)) / (1 + g))
+
+
+def kaplan_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUBER_DELTA):
+  """Sum of Huber losses of log L_pred - log L for KaplanLaw, and its gradient; params = (e, ln N_c, ln D_c,
+  alpha_N, alpha_D), X as for ``huber_objective``.
+
+  log L_pred = LSE(e, t), t = alpha_D s, s = LSE(u, v), u = (alpha_N / alpha_D) ln(N_c / N), v = ln(D_c / D).
+  """
+  e, log_nc, log_dc, alpha_n, alpha_d = params
+  x_n = log_nc - X[1]
+  u = (alpha_n / alpha_d) * x_n
+  s = np.logaddexp(u, log_dc - X[2])
+  t = alpha_d * s
+  log_pred = np.logaddexp(e, t)
+  value, slope = _huber(log_pred - log_l, delta)
+  p_u = np.exp(u - s)  # d s / d u; d s / d v = 1 - p_u
+  w = slope * np.exp(t - log_pred)  # d value / d t
+  gradient = [
+    slope @ np.exp(e - log_pred),
+    alpha_n * (w @ p_u),
+    alpha_d * (w @ (1.0 - p_u)),
+    w @ (p_u * x_n),
+    w @ (s - p_u * u),
+  ]
+  return value, np.array(gradient)
+
+
+def kaplan_start_grid() -> np.ndarray:
+  """972 starts as rows (e, ln N_c, ln D_c, alpha_N, alpha_D), spanning E of 0.37 to 2.7, N_c and D_c of 1 to
+  e^35 (Kaplan et al.'s are e^32) and exponents of 0.1 to 0.9."""
+  exponents = (0.1, 0.3, 0.9)
+  scales = np.arange(0.0, 35.1, 7.0)
+  return np.array(list(itertools.product((-1.0, 0.0, 1.0), scales, scales, exponents, exponents)))
+
+
+def _minimize_from(objective: Callable, bounds, starts: np.ndarray, data: tuple) -> tuple[float, np.ndarray | None]:
   """(objective, x) of the best finite L-BFGS-B fit from `starts`, the first of equals; (inf, None) when
   none is finite. Module-level, so that worker processes can run it."""
   best = (math.inf, None)
   with _single_threaded_blas():
     for x0 in starts:
-      result = minimize(huber_objective, x0, args=data, jac=True, method="L-BFGS-B")
+      result = minimize(objective, x0, args=data, jac=True, method="L-BFGS-B", bounds=bounds)
       if np.isfinite(result.fun) and result.fun < best[0]:
         best = (float(result.fun), result.x)
   return best
+
+
+def _fit_joint(objective: Callable, bounds, runs: Runs, starts: np.ndarray, delta: float, progress: bool,
+               workers: int, method: str):
+  """The best of L-BFGS-B fits of a five-parameter L(N, D) (``objective``: the summed Huber loss of the log
+  residuals and its gradient) from every start, polished with tight tolerances. The starts are shared among
+  `workers` processes in chunks of START_CHUNK; the fit is the same, bit for bit (the first best start wins
+  either way)."""
+  n_distinct, d_distinct = len(np.unique(runs.N)), len(np.unique(runs.D))
+  if len(runs) < MIN_POINTS_APPROACH3 or min(n_distinct, d_distinct) < MIN_DISTINCT_APPROACH3:
+    raise AnalysisError(
+      f"{method} needs at least {MIN_POINTS_APPROACH3} runs with {MIN_DISTINCT_APPROACH3} distinct "
+      f"N and D; got {len(runs)} runs, {n_distinct} distinct N, {d_distinct} distinct D"
+    )
+  data = (np.vstack([np.ones(len(runs)), np.log(runs.N), np.log(runs.D)]), np.log(runs.L), delta)
+  chunks = [starts[i:i + START_CHUNK] for i in range(0, len(starts), START_CHUNK)]
+  with _mapped(workers, len(chunks)) as mapper:
+    bests = list(_progress(mapper(functools.partial(_minimize_from, objective, bounds, data=data), chunks),
+                           len(chunks), f"{method} fit ({len(starts)} starts)", progress))
+  found = [(fun, x) for fun, x in bests if x is not None]
+  x = min(found, key=lambda best: best[0])[1] if found else None  # min keeps the first (chunk) of equals
+  if x is None or not np.all(np.isfinite(x)):
+    raise AnalysisError(f"{method}: no start gave a finite fit")
+  with _single_threaded_blas():
+    return minimize(objective, x, args=data, jac=True, method="L-BFGS-B", bounds=bounds, options=POLISH_OPTIONS)
+
+
+def _warn_about_fit(runs: Runs, law: JointLaw) -> None:
+  """Warn when ln D is nearly a linear function of ln N among the runs (one budget, or a fixed
+  tokens-per-parameter design), where the law extrapolates from a line, and when its E is about 0 (a fitted
+  ln E below -20)."""
+  method = law.method
+  log_N, log_D = np.log(runs.N), np.log(runs.D)
+  spread = np.sqrt(np.mean((log_D - np.polyval(np.polyfit(log_N, log_D, 1), log_N)) ** 2))
+  if spread < MIN_LOG_D_SPREAD:
+    warn(
+      f"{method}: D is almost a power of N among the runs (ln D lies within {spread:.3g} RMS of a line in "
+      f"ln N; {len(runs.budgets())} budget(s)), as on a single IsoFLOP budget: N and D are confounded and "
+      "L(N, D) extrapolates from one budget; trust its predictions only near that budget"
+    )
+  if law.log_E < -20:
+    warn(f"{method}: E is about 0 (ln E = {law.log_E:.3g}): the runs show no irreducible loss")
 
 
 def fit_approach3(
@@ -606,76 +754,85 @@ def fit_approach3(
   """Minimise the summed Huber loss with L-BFGS-B from every start (default: the 4500-point grid),
   keep the best and polish it with tight tolerances. Warns when ln D is nearly a linear function of
   ln N (one budget, or a fixed tokens-per-parameter design), where the fit extrapolates from a line,
-  and when E is about 0 (a fitted ln E below -20).
+  and when E is about 0 (a fitted ln E below -20): ``_warn_about_fit``.
 
   With `workers` > 1 the starts are shared among that many processes, in chunks of
   START_CHUNK; the fit is the same, bit for bit (the first best start wins either way)."""
-  n_distinct, d_distinct = len(np.unique(runs.N)), len(np.unique(runs.D))
-  if len(runs) < MIN_POINTS_APPROACH3 or min(n_distinct, d_distinct) < MIN_DISTINCT_APPROACH3:
-    raise AnalysisError(
-      f"approach 3 needs at least {MIN_POINTS_APPROACH3} runs with {MIN_DISTINCT_APPROACH3} distinct "
-      f"N and D; got {len(runs)} runs, {n_distinct} distinct N, {d_distinct} distinct D"
-    )
   starts = start_grid() if starts is None else np.atleast_2d(starts)
-  data = (np.vstack([np.ones(len(runs)), np.log(runs.N), np.log(runs.D)]), np.log(runs.L), delta)
-  chunks = [starts[i:i + START_CHUNK] for i in range(0, len(starts), START_CHUNK)]
-  with _mapped(workers, len(chunks)) as mapper:
-    bests = list(_progress(mapper(functools.partial(_minimize_from, data=data), chunks), len(chunks),
-                           f"approach 3 fit ({len(starts)} starts)", progress))
-  found = [(fun, x) for fun, x in bests if x is not None]
-  x = min(found, key=lambda best: best[0])[1] if found else None  # min keeps the first (chunk) of equals
-  if x is None or not np.all(np.isfinite(x)):
-    raise AnalysisError("approach 3: no start gave a finite fit")
-  with _single_threaded_blas():
-    best = minimize(huber_objective, x, args=data, jac=True, method="L-BFGS-B", options=POLISH_OPTIONS)
+  best = _fit_joint(huber_objective, None, runs, starts, delta, progress, workers, ChinchillaLaw.method)
   a, b, e, alpha, beta = best.x
   if alpha <= 0 or beta <= 0 or max(a, b, e) > MAX_LOG_COEFFICIENT:
     raise AnalysisError(
       f"approach 3 fit is degenerate (alpha={alpha:.3g}, beta={beta:.3g}, ln A={a:.3g}, ln B={b:.3g}, "
       f"ln E={e:.3g}); the data do not constrain L(N, D)"
     )
-  log_N, log_D = np.log(runs.N), np.log(runs.D)
-  spread = np.sqrt(np.mean((log_D - np.polyval(np.polyfit(log_N, log_D, 1), log_N)) ** 2))
-  if spread < MIN_LOG_D_SPREAD:
-    warn(
-      f"approach 3: D is almost a power of N among the runs (ln D lies within {spread:.3g} RMS of a line in "
-      f"ln N; {len(runs.budgets())} budget(s)), as on a single IsoFLOP budget: N and D are confounded and "
-      "L(N, D) extrapolates from one budget; trust its predictions only near that budget"
-    )
-  if e < -20:
-    warn(f"approach 3: E is about 0 (ln E = {e:.3g}): the runs show no irreducible loss")
-  return ChinchillaLaw.from_params(best.x, objective=float(best.fun))
+  law = ChinchillaLaw.from_params(best.x, objective=float(best.fun))
+  _warn_about_fit(runs, law)
+  return law
 
 
-def bootstrap_approach3(
+KAPLAN_EXPONENT_BOUNDS = (1e-3, 10.0)  # alpha_N and alpha_D: the law divides by alpha_D
+
+
+def fit_kaplan_joint(
   runs: Runs,
-  law: ChinchillaLaw,
+  starts: np.ndarray | None = None,
+  delta: float = HUBER_DELTA,
+  progress: bool = False,
+  workers: int = 1,
+) -> KaplanLaw:
+  """Kaplan et al.'s L(N, D) with an irreducible term, fitted as approach 3 is: the summed Huber loss of the
+  log residuals minimised by L-BFGS-B (exponents within KAPLAN_EXPONENT_BOUNDS) from every start (default:
+  ``kaplan_start_grid``), the best polished. Its objective is comparable with approach 3's: both have five
+  parameters and the same loss on the same residuals."""
+  starts = kaplan_start_grid() if starts is None else np.atleast_2d(starts)
+  bounds = [(None, None)] * 3 + [KAPLAN_EXPONENT_BOUNDS] * 2
+  best = _fit_joint(kaplan_objective, bounds, runs, starts, delta, progress, workers, KaplanLaw.method)
+  e, log_nc, log_dc, alpha_n, alpha_d = best.x
+  at_bound = [x for x in (alpha_n, alpha_d) if min(abs(x - bound) for bound in KAPLAN_EXPONENT_BOUNDS) < 1e-6]
+  if at_bound or max(abs(log_nc), abs(log_dc), e) > MAX_LOG_COEFFICIENT:
+    raise AnalysisError(
+      f"{KaplanLaw.method} fit is degenerate (alpha_N={alpha_n:.3g}, alpha_D={alpha_d:.3g}, ln N_c={log_nc:.3g}, "
+      f"ln D_c={log_dc:.3g}, ln E={e:.3g}); the data do not constrain it"
+    )
+  law = KaplanLaw.from_params(best.x, objective=float(best.fun))
+  _warn_about_fit(runs, law)
+  return law
+
+
+JOINT_FITS = {ChinchillaLaw: (fit_approach3, start_grid), KaplanLaw: (fit_kaplan_joint, kaplan_start_grid)}
+
+
+def bootstrap_joint(
+  runs: Runs,
+  law: JointLaw,
   n_boot: int,
   seed: int = 0,
   n_grid_starts: int = 4,
   delta: float = HUBER_DELTA,
   progress: bool = False,
   workers: int = 1,
-) -> ChinchillaLaw:
-  """The law with bootstrap samples: each resample is refitted from the full fit's optimum and a few
-  random grid starts, in `workers` processes."""
-  grid = start_grid()
+) -> JointLaw:
+  """The law (approach 3's or Kaplan's L(N, D)) with bootstrap samples: each resample is refitted from the
+  full fit's optimum and a few random starts of the law's grid, in `workers` processes."""
+  fit, grid_of = JOINT_FITS[type(law)]
+  grid = grid_of()
   rng = np.random.default_rng(seed)
   starts = np.vstack([law.params, grid[rng.choice(len(grid), size=n_grid_starts, replace=False)]])
   samples = bootstrap(
-    functools.partial(_refit_approach3, runs, starts, delta),
+    functools.partial(_refit, fit, runs, starts, delta),
     within(np.zeros(len(runs))),
     n_boot,
     seed,
-    "approach 3 bootstrap",
+    f"{law.method} bootstrap",
     progress,
     workers,
   )
   return replace(law, samples=samples)
 
 
-def _refit_approach3(runs: Runs, starts: np.ndarray, delta: float, idx: np.ndarray) -> np.ndarray:
-  return fit_approach3(runs.subset(idx), starts=starts, delta=delta).params
+def _refit(fit: Callable, runs: Runs, starts: np.ndarray, delta: float, idx: np.ndarray) -> np.ndarray:
+  return fit(runs.subset(idx), starts=starts, delta=delta).params
 
 
 # --------------------------------------------------------------------------------------------------
@@ -955,6 +1112,7 @@ def predict(
   approach3: ChinchillaLaw | None = None,
   approach2: IsoFLOPFit | None = None,
   approach1: EnvelopeFit | None = None,
+  kaplan_joint: KaplanLaw | None = None,
 ) -> list[Prediction]:
   """The compute-optimal N, D and loss at C (a token costing ``flops(N)``) by each method given, with
   bootstrap intervals. Approach 1 predicts only where it has N and D laws (not on a fixed-N or fixed-D
@@ -964,11 +1122,12 @@ def predict(
     return None if law is None else estimate(law, lambda sample: sample(C))
 
   out = []
-  if approach3 is not None:
-    n = estimate(approach3, lambda law: law.n_opt(C, flops))
-    d = estimate(approach3, lambda law: law.d_opt(C, flops))
-    loss = estimate(approach3, lambda law: law.loss_opt(C, flops))
-    out.append(Prediction("approach 3", C, n, d, loss))
+  for joint in (approach3, kaplan_joint):
+    if joint is not None:
+      n = estimate(joint, lambda law: law.n_opt(C, flops))
+      d = estimate(joint, lambda law: law.d_opt(C, flops))
+      loss = estimate(joint, lambda law: law.loss_opt(C, flops))
+      out.append(Prediction(joint.method, C, n, d, loss))
   if approach2 is not None:
     out.append(Prediction("approach 2", C, at_C(approach2.n_law), at_C(approach2.d_law), None))
   if approach1 is not None and approach1.n_law is not None:
@@ -997,17 +1156,18 @@ class HoldoutCheck:
   n_test: int
   observed_from: str  # "parabola" (its vertex) or "best run"
   rows: list[HoldoutRow]
-  run_rel_errors: np.ndarray | None  # approach 3, per held-out run
+  run_rel_errors: dict[str, np.ndarray]  # method (approach 3, Kaplan L(N, D)) -> its error on each held-out run
 
 
 def holdout_check(
   runs: Runs,
-  approach3: bool = True,
+  joint_laws: tuple[type[JointLaw], ...] = (ChinchillaLaw, KaplanLaw),
   delta: float = HUBER_DELTA,
   progress: bool = False,
   workers: int = 1,
 ) -> HoldoutCheck:
-  """Refit every method on the runs below the largest budget and predict that budget's optimum.
+  """Refit every method (approaches 2 and 1, and the L(N, D) laws of ``joint_laws``) on the runs below the
+  largest budget and predict that budget's optimum; the L(N, D) laws also predict each held-out run's loss.
 
   The observed optimum is the held-out budget's parabola vertex when it is a usable minimum, else its
   best run. Runs above the held-out budget are used by neither side.
@@ -1026,16 +1186,18 @@ def holdout_check(
     best = int(np.argmin(test.L))
     observed_from, N_obs, L_obs = "best run", float(test.N[best]), float(test.L[best])
   D_obs = C_top / float(runs.flops(N_obs))
-  rows, run_errors = [], None
+  rows, run_errors = [], {}
 
   def compare(method, N_pred, D_pred, L_pred):
     for quantity, predicted, observed in (("N*", N_pred, N_obs), ("D*", D_pred, D_obs), ("L*", L_pred, L_obs)):
       if predicted is not None:
         rows.append(HoldoutRow(method, quantity, float(predicted), float(observed)))
 
-  fitters = [("approach 2", lambda: fit_approach2(train)), ("approach 1", lambda: fit_approach1(train))]
-  if approach3:
-    fitters.insert(0, ("approach 3", lambda: fit_approach3(train, delta=delta, progress=progress, workers=workers)))
+  fitters = [
+    (law.method, functools.partial(JOINT_FITS[law][0], train, delta=delta, progress=progress, workers=workers))
+    for law in joint_laws
+  ]
+  fitters += [("approach 2", lambda: fit_approach2(train)), ("approach 1", lambda: fit_approach1(train))]
   fitted = {}
   for method, fitter in fitters:
     try:
@@ -1044,10 +1206,11 @@ def holdout_check(
         fitted[method] = fitter()
     except AnalysisError as err:
       warn(f"hold-out: {method} could not be fitted without the largest budget: {err}")
-  if "approach 3" in fitted:
-    law = fitted["approach 3"]
-    compare("approach 3", *(f(C_top, runs.flops) for f in (law.n_opt, law.d_opt, law.loss_opt)))
-    run_errors = law.loss(test.N, test.D) / test.L - 1.0
+  for law in joint_laws:
+    if law.method in fitted:
+      fit = fitted[law.method]
+      compare(law.method, *(f(C_top, runs.flops) for f in (fit.n_opt, fit.d_opt, fit.loss_opt)))
+      run_errors[law.method] = fit.loss(test.N, test.D) / test.L - 1.0
   if "approach 2" in fitted:
     fit2 = fitted["approach 2"]
     compare("approach 2", fit2.n_law(C_top), fit2.d_law(C_top), None)

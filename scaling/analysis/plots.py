@@ -78,7 +78,7 @@ def _save(fig: Figure, out_dir: Path, name: str) -> str:
   return f"{name}.png"
 
 
-def plot_loss_vs_compute(runs, approach3=None, approach1=None) -> Figure:
+def plot_loss_vs_compute(runs, approach3=None, approach1=None, kaplan_joint=None) -> Figure:
   """Loss against compute, coloured by model size, with the fitted compute-optimal frontiers."""
   fig, (ax,) = _figure()
   norm = colors.LogNorm(runs.N.min(), runs.N.max() * 1.0001)
@@ -109,6 +109,9 @@ def plot_loss_vs_compute(runs, approach3=None, approach1=None) -> Figure:
   if approach3 is not None:
     label = "approach 3: compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
     ax.plot(C, approach3.loss_opt(C, runs.flops), color="tab:red", lw=2, label=label)
+  if kaplan_joint is not None:
+    label = "Kaplan L(N, D): compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
+    ax.plot(C, kaplan_joint.loss_opt(C, runs.flops), color="tab:purple", lw=1.5, ls="-.", label=label)
   ax.set_xscale("log")
   _log_loss_axis(ax)
   ax.set_xlabel(COMPUTE_LABEL)
@@ -167,9 +170,10 @@ def _band(ax, law, fn, x, color) -> None:
     ax.fill_between(x, band[0], band[1], color=color, alpha=0.2, lw=0)
 
 
-def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None, budgets_to_predict=()) -> Figure:
+def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None, budgets_to_predict=(),
+                            kaplan_joint=None) -> Figure:
   """N* and D* against C from the data's compute to the prediction budgets: approach-2 minima with
-  their power laws, approach-3 and approach-1 frontiers, with 95% bootstrap bands."""
+  their power laws, the frontiers of approach 3, Kaplan's L(N, D) and approach 1, with 95% bootstrap bands."""
   fig, axes = _figure(ncols=2)
   C = _log_grid(np.concatenate([runs.C, budgets_to_predict]), pad=2.0)
   for ax, quantity, label in ((axes[0], "N", PARAMS_LABEL), (axes[1], "D", TOKENS_LABEL)):
@@ -192,17 +196,19 @@ def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None
       law = approach2.n_law if quantity == "N" else approach2.d_law
       ax.plot(C, law(C), color="tab:blue", lw=1.5, label=f"approach 2: {quantity}* = {law.k:.3g} C$^{{{law.p:.3f}}}$")
       _band(ax, law, lambda sample, x: sample(x), C, "tab:blue")
-    if approach3 is not None:
-      fn = (lambda law, x: law.n_opt(x, runs.flops)) if quantity == "N" else (lambda law, x: law.d_opt(x, runs.flops))
-      exponent = approach3.a if quantity == "N" else approach3.b
-      ax.plot(
-        C,
-        fn(approach3, C),
-        color="tab:red",
-        lw=1.5,
-        label=f"approach 3: {quantity}$_{{opt}}$ $\\propto$ C$^{{{exponent:.3f}}}$",
-      )
-      _band(ax, approach3, fn, C, "tab:red")
+    fn = (lambda law, x: law.n_opt(x, runs.flops)) if quantity == "N" else (lambda law, x: law.d_opt(x, runs.flops))
+    for law, color, style in ((approach3, "tab:red", "-"), (kaplan_joint, "tab:purple", "-.")):
+      if law is not None:
+        exponent = law.a if quantity == "N" else law.b
+        ax.plot(
+          C,
+          fn(law, C),
+          color=color,
+          lw=1.5,
+          ls=style,
+          label=f"{law.method}: {quantity}$_{{opt}}$ $\\propto$ C$^{{{exponent:.3f}}}$",
+        )
+        _band(ax, law, fn, C, color)
     if approach1 is not None and approach1.n_law is not None:
       law = approach1.n_law if quantity == "N" else approach1.d_law
       ax.plot(
@@ -315,16 +321,16 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   figures = {
     "Loss against compute": (
       "loss_vs_compute",
-      lambda: plot_loss_vs_compute(runs, analysis.approach3, analysis.approach1),
+      lambda: plot_loss_vs_compute(runs, analysis.approach3, analysis.approach1, analysis.kaplan_joint),
     ),
   }
   if analysis.approach2 is not None:
     figures["IsoFLOP curves"] = ("isoflops", lambda: plot_isoflops(runs, analysis.approach2))
-  if analysis.approach2 is not None or analysis.approach3 is not None:
+  if any(fit is not None for fit in (analysis.approach2, analysis.approach3, analysis.kaplan_joint)):
     figures["Compute-optimal N and D"] = (
       "optimal_allocation",
       lambda: plot_optimal_allocation(
-        runs, analysis.approach2, analysis.approach3, analysis.approach1, prediction_budgets
+        runs, analysis.approach2, analysis.approach3, analysis.approach1, prediction_budgets, analysis.kaplan_joint
       ),
     )
   if analysis.approach3 is not None:
