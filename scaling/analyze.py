@@ -255,8 +255,8 @@ def analyze(
   A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
   unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
   (or C) in the data and 10x and 100x it. ``workers`` processes share the starts of approach 3 and of
-  Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1 needs the ``if __name__ ==
-  "__main__":`` guard).
+  Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1 needs
+  the ``if __name__ == "__main__":`` guard).
   """
   out_dir = Path(out_dir)
   _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta,
@@ -388,7 +388,8 @@ def main(argv=None) -> int:
     "--huber-delta",
     type=float,
     default=HUBER_DELTA,
-    help=f"delta of approach 3's Huber loss on log L (default: {HUBER_DELTA:g}, Hoffmann et al.'s)",
+    help=f"delta of the Huber loss on log L of approach 3 and Kaplan's L(N, D) (default: {HUBER_DELTA:g}, "
+         "Hoffmann et al.'s)",
   )
   parser.add_argument("--workers", type=int, default=default_workers(),
                       help="processes that share the L(N, D) fits' starts and bootstrap refits (default: the CPUs this "

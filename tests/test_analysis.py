@@ -362,7 +362,10 @@ def test_the_two_forms_compared_on_one_sweep(sweep_analysis):
   report = (Path(sweep_analysis.source).parent / "out" / "report.md").read_text()
   assert f"| α_N | {kaplan.alpha_N:.5g} [" in report and f"| approach 3 | {law3.objective:.6g} |" in report
   assert f"| Kaplan L(N, D) | {kaplan.objective:.6g} |" in report
-  assert "Kaplan L(N, D): loss of the held-out runs, mean |error|" in report
+  assert "Loss of the held-out runs by Kaplan L(N, D): mean |error|" in report
+  g = kaplan.alpha_N / kaplan.alpha_D
+  frontier = f"N_opt(C) = (g N_c^g C / (6 D_c))^(1/(1+g)) with g = α_N/α_D = {g:.5g}, so N_opt ∝ C^{kaplan.a:.4f}"
+  assert frontier in report
 
 
 # --------------------------------------------------------------------------------------------------
@@ -629,7 +632,7 @@ def test_cli_help_describes_every_option(capsys):
     main(["--help"])
   text = " ".join(capsys.readouterr().out.split())
   assert "--seed SEED seed of the bootstrap resamples (default: 0)" in text
-  assert "--huber-delta HUBER_DELTA delta of approach 3's Huber loss on log L (default: 0.001, Hoffmann" in text
+  assert "--huber-delta HUBER_DELTA delta of the Huber loss on log L of approach 3 and Kaplan's L(N, D) (default: 0.001" in text
 
 
 def test_cli_out_must_be_a_directory(tmp_path, capsys):

@@ -12,7 +12,7 @@ from flax import nnx
 
 from scaling import config as config_lib
 from scaling import model, objectives, optim
-from common import assert_accumulation_is_the_big_batch, make_trainer, one_batch, tiny
+from common import assert_accumulation_is_the_big_batch, one_batch, tiny
 
 
 def schedule_values(name, steps_at):

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from scaling.analysis.fits import INTERVAL_LEVEL, Estimate, estimate, kaplan_start_grid
+from scaling.analysis.fits import INTERVAL_LEVEL, Estimate, KaplanLaw, estimate, kaplan_start_grid
 
 
 def _num(x: float) -> str:
@@ -114,6 +114,11 @@ def _frontier_line(law, k: float | None) -> str:
       "Compute-optimal frontier: N_opt(C) minimises L(N, C / f(N)) (f: the FLOPs per token, see Data), "
       "D_opt(C) = C / f(N_opt); N_opt ∝ C^a and D_opt ∝ C^b hold only where f ∝ N."
     )
+  if isinstance(law, KaplanLaw):
+    return (
+      f"Compute-optimal frontier (C = {_num(k)} N D): N_opt(C) = (g N_c^g C / ({_num(k)} D_c))^(1/(1+g)) with "
+      f"g = α_N/α_D = {_num(law.alpha_N / law.alpha_D)}, so N_opt ∝ C^{law.a:.4f} and D_opt ∝ C^{law.b:.4f}."
+    )
   return (
     f"Compute-optimal frontier (C = {_num(k)} N D): N_opt(C) = G (C/{_num(k)})^a = {_num(law.G)} "
     f"(C/{_num(k)})^{law.a:.4f}, D_opt(C) = G⁻¹ (C/{_num(k)})^b = {_num(1 / law.G)} (C/{_num(k)})^{law.b:.4f}."
@@ -125,14 +130,6 @@ def _kaplan_joint_section(a) -> list[str]:
   if law is None:
     return ["Skipped (see warnings).", ""]
   n_samples = 0 if law.samples is None else len(law.samples)
-  k = a.runs.flops.k
-  frontier = (
-    f"Compute-optimal frontier (C = {_num(k)} N D): N_opt(C) = (g N_c^g C / ({_num(k)} D_c))^(1/(1+g)) with g = "
-    f"α_N/α_D, so N_opt ∝ C^{law.a:.4f} and D_opt ∝ C^{law.b:.4f}."
-    if k is not None else
-    "Compute-optimal frontier: N_opt(C) minimises L(N, C / f(N)) (f: the FLOPs per token, see Data), "
-    "D_opt(C) = C / f(N_opt); N_opt ∝ C^a and D_opt ∝ C^b hold only where f ∝ N."
-  )
   lines = [
     "L(N, D) = E + [(N_c / N)^(α_N/α_D) + D_c / D]^α_D: Kaplan et al.'s Eq. 1.5 with an irreducible term E (theirs "
     "has none). Fitted as approach 3 is: the sum of Huber losses of the log residuals, minimised with L-BFGS-B "
@@ -151,13 +148,12 @@ def _kaplan_joint_section(a) -> list[str]:
         ("b = α_N/(α_N+α_D)  (D_opt ∝ C^b)", attrgetter("b")),
       ],
     ),
-    frontier,
+    _frontier_line(law, a.runs.flops.k),
     "",
   ]
-  forms = [law for law in (a.approach3, law) if law is not None]
-  if len(forms) == 2:
+  if a.approach3 is not None:
     rows = []
-    for form in forms:
+    for form in (a.approach3, law):
       errors = np.abs(form.loss(a.runs.N, a.runs.D) / a.runs.L - 1.0)
       rows.append([form.method, f"{form.objective:.6g}", f"{np.sqrt(np.mean(errors**2)):.2%}", f"{errors.max():.2%}"])
     lines += [
@@ -264,8 +260,7 @@ def _holdout_section(a) -> list[str]:
   ]
   for method, run_errors in h.run_rel_errors.items():
     errors = np.abs(run_errors)
-    lines.append(f"{method[0].upper()}{method[1:]}: loss of the held-out runs, mean |error| {errors.mean():.2%}, "
-                 f"max {errors.max():.2%}.")
+    lines.append(f"Loss of the held-out runs by {method}: mean |error| {errors.mean():.2%}, max {errors.max():.2%}.")
   return lines + [""] if h.run_rel_errors else lines
 
 
