@@ -25,6 +25,7 @@ import numpy as np
 from scaling.analysis import plots, report
 from scaling.analysis.fits import (
   HUBER_DELTA,
+  REPEATS,
   AnalysisError,
   AnalysisWarning,
   ChinchillaLaw,
@@ -50,6 +51,7 @@ from scaling.analysis.fits import (
 
 DEFAULT_COLUMNS = {"N": "N", "D": "D", "C": "C"}
 DEFAULT_LOSS_COLUMNS = ("eval_loss", "train_loss", "loss")
+PER_RUN_COLUMNS = ("run_id", "status", "wall_time_s", *DEFAULT_LOSS_COLUMNS)  # differ between any two runs
 
 
 @dataclass
@@ -105,13 +107,16 @@ def load_runs(
   budgets=None,
   budget_tol: float = 0.02,
   drop_highest_loss: int = 0,
+  repeats: str = "all",
 ) -> tuple[Runs, int, dict[str, str]]:
   """Runs from a CSV, the number of data rows in it and the columns used ({"N": "N", ..., "L": "eval_loss"}).
 
   A column given by name must exist; a default one (N, D, C) is used when present. Two of N, D, C
   are needed, the third is derived with C = 6 N D. The loss defaults to eval_loss, else
   train_loss, else loss (the first that is present and not empty). Rows with a ``status`` other
-  than "ok" are skipped; a ``run_id`` on two of the rows left is an error.
+  than "ok" are skipped; a ``run_id`` on two of the rows left is an error. Runs that share N and D are
+  combined as ``repeats`` says (``make_runs``); the warning for "all" names the columns that tell them apart
+  (our sweeps write a column for each hyperparameter that varies among runs of one size and D).
   """
   try:
     with open(csv_path, newline="") as f:
@@ -166,6 +171,8 @@ def load_runs(
     quantity: [_parse_float(row[name], f"line {line}, column {name!r}") for line, row in rows]
     for quantity, name in columns.items()
   }
+  other_columns = {name: [row[name] for _, row in rows] for name in header
+                   if name not in PER_RUN_COLUMNS and name not in columns.values()}
   runs = make_runs(
     values.pop("L"),
     **values,
@@ -174,6 +181,8 @@ def load_runs(
     drop_highest_loss=drop_highest_loss,
     row_names=[f"line {line}" for line, _ in rows],
     names={quantity: f"column {name!r}" for quantity, name in columns.items()},
+    repeats=repeats,
+    other_columns=other_columns,
   )
   return runs, n_rows, columns
 
@@ -242,6 +251,7 @@ def analyze(
   budgets=None,
   budget_tol: float = 0.02,
   drop_highest_loss: int = 0,
+  repeats: str = "all",
   predict_budgets=None,
   n_boot: int = 500,
   seed: int = 0,
@@ -263,7 +273,8 @@ def analyze(
                   workers)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    runs, n_rows, columns = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss)
+    runs, n_rows, columns = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss,
+                                      repeats)
     settings = {
       "bootstrap resamples": n_boot,
       "seed": seed,
@@ -271,6 +282,8 @@ def analyze(
       "budget tolerance": budget_tol,
       "nominal budgets": "given" if budgets is not None else "from the data",
       "highest losses dropped": drop_highest_loss,
+      "runs sharing N and D": {"all": "each fitted", "best": "the lowest loss of each kept",
+                               "mean": "their mean loss kept"}[repeats],
       "hold-out check": holdout,
     }
     result = Analysis(str(csv_path), n_rows, runs, columns, settings)
@@ -376,6 +389,9 @@ def main(argv=None) -> int:
     help="relative tolerance for grouping runs into budgets (default: 0.02)",
   )
   parser.add_argument("--drop-highest-loss", type=int, default=0, help="drop this many highest-loss runs")
+  parser.add_argument("--repeats", choices=REPEATS, default="all",
+                      help="runs that share N and D (a learning-rate sweep, seeds): fit each (all, the default), keep "
+                           "the lowest loss of each group (best), or their mean loss (mean)")
   parser.add_argument(
     "--predict",
     type=float,
@@ -412,6 +428,7 @@ def main(argv=None) -> int:
         budgets=args.budgets,
         budget_tol=args.budget_tol,
         drop_highest_loss=args.drop_highest_loss,
+        repeats=args.repeats,
         predict_budgets=args.predict,
         n_boot=args.bootstrap,
         seed=args.seed,

@@ -558,8 +558,23 @@ def stop_reason(workdir: Path) -> str:
   return last or f"exit code {code}, nothing in train.log"
 
 
-def result_row(run: Run, root: Path, queue: Mapping[str, str] | None) -> dict:
-  """The run's results.csv row: summary.json's numbers when there is one; N from the config otherwise."""
+def hyperparameters(runs: Sequence[Run]) -> list[str]:
+  """The override fields whose values tell apart runs of one config and size trained on as many tokens (a
+  learning-rate sweep's optim.lr, seeds): results.csv has a column for each after RESULT_COLUMNS, so that the
+  analysis can keep each group's best run or average them. Fields a design sets from the size and tokens
+  (steps, warmup) are the same within such a group and get no column."""
+  groups = {}
+  for run in runs:
+    t = run.config.train
+    groups.setdefault((run.spec, t.steps * t.batch_size * run.config.data.seq_len), []).append(run)
+  return sorted({field for group in groups.values() for field in {f for run in group for f in run.overrides}
+                 if len({repr(run.overrides.get(field)) for run in group}) > 1})
+
+
+def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
+               hyperparameter_fields: Sequence[str] = ()) -> dict:
+  """The run's results.csv row: summary.json's numbers when there is one; N from the config otherwise; then
+  the run's values of ``hyperparameter_fields`` (``hyperparameters``)."""
   from scaling import flops
 
   workdir = root / run.id
@@ -568,16 +583,19 @@ def result_row(run: Run, root: Path, queue: Mapping[str, str] | None) -> dict:
          "N_nonembed": counts["non_embedding"], "status": status(workdir, queue)}
   summary = _read_json(workdir / "summary.json") or {}
   row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
+  row.update({field: run.overrides.get(field, "") for field in hyperparameter_fields})
   return row
 
 
 def write_csv(rows: list[dict], path) -> None:
-  """results.csv with RESULT_COLUMNS, replaced atomically (readers never see half a file)."""
+  """results.csv with RESULT_COLUMNS and then the rows' other fields (hyperparameters), replaced atomically
+  (readers never see half a file)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  fields = list(dict.fromkeys([*RESULT_COLUMNS, *(field for row in rows for field in row)]))
   with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, RESULT_COLUMNS, restval="")
+    writer = csv.DictWriter(f, fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
   os.replace(tmp, path)
@@ -829,7 +847,8 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
       LAUNCH[launcher](sweep, todo)
   finally:  # interrupted too: the CSV and the table show where the sweep stands
     queue = slurm_queue(workdirs)
-    rows = [result_row(run, root, queue) for run in runs]
+    fields = hyperparameters(runs)
+    rows = [result_row(run, root, queue, fields) for run in runs]
     if not dry_run:
       write_csv(rows, root / "results.csv")
       sweep.view.console.print(sweep.view.table())

@@ -501,6 +501,47 @@ def test_budget_grouping_tolerance():
   assert group_by_value(C, 0.05, centers=[1e19, 3e19]) == pytest.approx([1e19] * 3 + [3e19] * 2)
 
 
+def lr_sweep_csv(path: Path, N, D, C, L) -> Path:
+  """Each point of a sweep trained at three learning rates, whose losses are 0%, 3% and 8% above the point's
+  (the best one's row not always first), as our sweep's results.csv has them: an optim.lr column."""
+  penalty = {1e-3: 1.03, 3e-3: 1.0, 1e-2: 1.08}
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow([*RESULTS_HEADER, "optim.lr"])
+    for i, (n, d, c, loss) in enumerate(zip(N, D, C, L, strict=True)):
+      for lr in sorted(penalty, reverse=i % 2 == 1):
+        writer.writerow([f"r{i}-{lr:g}", "lm", "s", n, n, d, c, c, "", loss * penalty[lr], 1.0, "ok", lr])
+  return path
+
+
+def test_runs_that_share_N_and_D_are_combined_as_asked(tmp_path, monkeypatch):
+  N, D, C, L = synthetic_sweep()
+  path = lr_sweep_csv(tmp_path / "results.csv", N, D, C, L)
+  with pytest.warns(AnalysisWarning) as caught:
+    runs, n_rows, _ = load_runs(path)
+  assert n_rows == 3 * len(N) and len(runs) == 3 * len(N)
+  assert [str(w.message) for w in caught] == [
+    f"{len(N)} group(s) of runs share their N and D ({3 * len(N)} runs, told apart by optim.lr), and each run is "
+    "fitted as a point of its own: pass --repeats best to keep each group's lowest loss (a learning-rate or other "
+    "hyperparameter sweep) or --repeats mean to average its losses (seeds)"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # nothing to warn about once combined
+    best, _, _ = load_runs(path, repeats="best")
+    mean, _, _ = load_runs(path, repeats="mean")
+  for combined in (best, mean):  # one run per point, in the CSV's order
+    np.testing.assert_array_equal(combined.N, N)
+    np.testing.assert_array_equal(combined.D, D)
+  np.testing.assert_array_equal(best.L, L)  # the best learning rate's loss: the sweep's own
+  np.testing.assert_allclose(mean.L, L * (1.0 + 1.03 + 1.08) / 3, rtol=1e-12)
+  with pytest.raises(AnalysisError, match="repeats='max': choose one of all, best, mean"):
+    make_runs(L, N=N, D=D, repeats="max")
+  seen = {}
+  monkeypatch.setattr(analyze_module, "analyze", lambda *args, **kwargs: seen.update(kwargs) or 1 / 0)
+  with pytest.raises(ZeroDivisionError):
+    main([str(path), "--out", str(tmp_path / "out"), "--repeats", "best"])
+  assert seen["repeats"] == "best"
+
+
 def test_loss_falls_back_to_train_loss(tmp_path):
   rows = [[1e8 * 2**i, 1e10, 3.0 - 0.1 * i, ""] for i in range(4)]
   path = write_csv(tmp_path / "r.csv", ["N", "D", "train_loss", "eval_loss"], rows)
@@ -862,8 +903,11 @@ def test_fixed_D_sweep_has_kaplan_intervals_and_no_compute_optimal_advice(tmp_pa
 def test_repeated_rows_are_warned_about():
   N, C, L = isoflop_parabolas(budgets=(1e18, 3e18, 1e19))
   N, C, L = np.append(N, N[:7]), np.append(C, C[:7]), np.append(L, L[:7])
-  with pytest.warns(AnalysisWarning, match="7 row.s. repeat an earlier row exactly .first: row 21 repeats row 0."):
+  with pytest.warns(AnalysisWarning) as caught:
     make_runs(L, N=N, C=C)
+  messages = [str(w.message) for w in caught]
+  assert len(messages) == 2 and messages[0].startswith("7 row(s) repeat an earlier row exactly (first: row 21 repeats row 0)")
+  assert messages[1].startswith("7 group(s) of runs share their N and D (14 runs), and each run is fitted as a point")
 
 
 def test_approach3_on_one_budget_warns_that_it_extrapolates():

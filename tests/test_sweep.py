@@ -57,10 +57,10 @@ def calls(tmp_path) -> list[str]:
   return log.read_text().splitlines() if log.exists() else []
 
 
-def read_csv(path) -> list[dict]:
+def read_csv(path, hyperparameters=()) -> list[dict]:
   with open(path, newline="") as f:
     reader = csv.DictReader(f)
-    assert tuple(reader.fieldnames) == sweep.RESULT_COLUMNS
+    assert tuple(reader.fieldnames) == (*sweep.RESULT_COLUMNS, *hyperparameters)
     return list(reader)
 
 
@@ -94,6 +94,30 @@ def test_grid_expands_every_combination_with_token_budgets():
   assert {r.config.optim.lr for r in runs} == {1e-3, 3e-3} and {r.config.seed for r in runs} == {0, 1, 2}
   with pytest.raises(sweep.SweepError, match="tokens=1000 is not within 1%.*multiple of 128"):
     sweep.grid("configs/lm.py:10k", tokens=[1000], overrides={"data.seq_len": 32, "train.batch_size": 4})
+
+
+def test_hyperparameters_are_the_fields_that_tell_apart_runs_of_one_size_and_D():
+  """results.csv gets a column for each: the analysis can then keep each (N, D)'s best learning rate or
+  average the seeds. The fields the designs set from size and tokens (steps, warmup, batch) are not among them."""
+  runs = sweep.grid("configs/lm.py", sizes=["10k", "25k"], tokens=[4096, 8192], warmup_fraction=0.25,
+                    axes={"optim.lr": [1e-3, 3e-3], "seed": [0, 1]}, overrides={"data.seq_len": 32, "train.batch_size": 4})
+  assert sweep.hyperparameters(runs) == ["optim.lr", "seed"]
+  assert sweep.hyperparameters(sweep.grid("configs/lm.py", sizes=["10k", "25k"], tokens=[4096, 8192],
+                                          warmup_fraction=0.25, overrides={"data.seq_len": 32})) == []
+  assert sweep.hyperparameters(sweep.isoflop("configs/lm.py", [1e12, 3e12], sizes=lm.LADDER, num_sizes=3,
+                                             overrides={"data.seq_len": 64})) == []
+  lr_only = [run for run in runs if run.config.seed == 0]  # seed is then the same within each group
+  assert sweep.hyperparameters(lr_only) == ["optim.lr"]
+
+
+def test_results_csv_has_a_column_per_hyperparameter(tmp_path):
+  runs = sweep.grid("configs/lm.py:10k", axes={"optim.lr": [1e-3, 3e-3]}, overrides=TINY)
+  fields = sweep.hyperparameters(runs)
+  rows = [sweep.result_row(run, tmp_path, {}, fields) for run in runs]
+  sweep.write_csv(rows, tmp_path / "results.csv")
+  written = read_csv(tmp_path / "results.csv", ["optim.lr"])
+  assert [(r["run_id"], r["optim.lr"], r["status"]) for r in written] == [(r.id, lr, "missing") for r, lr in
+                                                                        zip(runs, ("0.001", "0.003"))]
 
 
 def _check_isoflop(runs, budgets, num_sizes, tokens_per_param=20):
@@ -289,7 +313,8 @@ def test_collect_reports_interrupted_runs_apart_from_failed_ones(tmp_path, capsy
   rows = sweep.run_sweep(path, root=root, collect=True, console=Console(file=out, width=200, force_terminal=True,
                                                                          color_system="standard"))
   assert [r["status"] for r in rows] == ["interrupted", "failed", "ok"]
-  assert [r["status"] for r in read_csv(root / "results.csv")] == ["interrupted", "failed", "ok"]
+  written = read_csv(root / "results.csv", ["seed"])  # the axis that tells the runs apart
+  assert [(r["status"], r["seed"]) for r in written] == [("interrupted", "0"), ("failed", "1"), ("ok", "2")]
   table = out.getvalue()
   assert "\x1b[35minterrupted" in table, "magenta in the live table"
   assert "1 ok, 1 failed, 1 interrupted" in table and " 3/5 " in table, "an interrupted run shows its checkpoint step"
@@ -347,13 +372,13 @@ def test_two_experiments_in_one_root_is_an_error(tmp_path, capsys):
   first = write_experiment(tmp_path / "first.py", SEEDS)
   second = write_experiment(tmp_path / "second.py", '  return [sweep.make_run("configs/lm.py:10k", TINY)]')
   assert sweep.main(["--experiment", first, "--root", str(root), "--collect"]) == 0
-  assert len(read_csv(root / "results.csv")) == 3
+  assert len(read_csv(root / "results.csv", ["seed"])) == 3
   capsys.readouterr()
   for mode in (["--collect"], ["--dry-run"], []):
     assert sweep.main(["--experiment", second, "--root", str(root), *mode]) == 2
     assert capsys.readouterr().err == (f"error: --root {root} is experiment first's ({root / sweep.SWEEP_FILE}): "
                                        "second's results.csv would replace its; give second a --root of its own\n")
-  assert len(read_csv(root / "results.csv")) == 3
+  assert len(read_csv(root / "results.csv", ["seed"])) == 3
   assert sorted(p.name for p in root.iterdir()) == ["results.csv", sweep.SWEEP_FILE], "nothing of the second's"
   assert sweep.main(["--experiment", first, "--root", str(root), "--collect"]) == 0
 
@@ -409,8 +434,9 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   planned = {r.id: r for r in sweep.load_experiment(path)}
   result = run_cli("--experiment", path, "--root", str(root), "--jobs", "2")
   assert result.returncode == 1, result.stderr
-  rows = read_csv(root / "results.csv")
+  rows = read_csv(root / "results.csv", ["data.dataset"])  # it tells apart the two runs of 10k
   assert [r["run_id"] for r in rows] == list(planned)
+  assert [r["data.dataset"] for r in rows] == ["synthetic", "synthetic", "no_such_dataset"]
   assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
   bad = rows[2]
   assert bad["N"] == str(flops.param_counts(planned[bad["run_id"]].config.model)["total"])
@@ -428,7 +454,7 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   again = run_cli("--experiment", path, "--root", str(root), "--only", "lm-10k")  # retries only the failed one
   assert again.returncode == 1 and "1 of 3 runs failed" in again.stderr
   assert finished == {i: (root / i / "summary.json").stat().st_mtime_ns for i in finished}
-  assert [r["status"] for r in read_csv(root / "results.csv")] == ["ok", "ok", "failed"]
+  assert [r["status"] for r in read_csv(root / "results.csv", ["data.dataset"])] == ["ok", "ok", "failed"]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
@@ -608,7 +634,7 @@ def test_slurm_job_array_of_two_process_runs(tmp_path):
   finally:
     subprocess.run(["scancel", "--name", "sweep_test_array"])  # nothing left behind if the wait timed out
   assert result.returncode == 0, result.stderr
-  rows = read_csv(root / "results.csv")
+  rows = read_csv(root / "results.csv", ["seed"])
   assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
   for row in rows:
     workdir = root / row["run_id"]

@@ -51,6 +51,7 @@ INTERVAL_LEVEL = 0.95
 PROPORTIONAL_TOL = 1e-3  # f/N equal within this (relative) for every run: C = k N D, the closed forms hold
 GOLDEN_ITERATIONS = 64  # golden-section steps: the ln N bracket shrinks by 0.618^64 ~ 4e-14
 MIN_LOG_D_SPREAD = 0.05  # RMS of ln D about a line in ln N below which approach 3 sees one budget
+REPEATS = ("all", "best", "mean")  # what make_runs does with runs that share N and D: keep, lowest loss, mean loss
 
 
 class AnalysisError(UserError, ValueError):
@@ -143,11 +144,19 @@ def make_runs(
   drop_highest_loss: int = 0,
   row_names=None,
   names=None,
+  repeats: str = "all",
+  other_columns=None,
 ) -> Runs:
-  """Validate the arrays, drop the ``drop_highest_loss`` highest losses (Besiroglu et al. drop 5 of
-  the Chinchilla points) and derive the missing one of N, D, C with C = 6 N D. ``row_names`` name
-  the rows and ``names`` ({"N": ..., "L": ...}) the quantities in messages (default: "row i", "N").
-  Rows that repeat another row's values are warned about (a concatenated CSV counts runs twice).
+  """Validate the arrays, combine runs that share N and D as ``repeats`` says, drop the
+  ``drop_highest_loss`` highest losses (Besiroglu et al. drop 5 of the Chinchilla points) and derive the
+  missing one of N, D, C with C = 6 N D. ``row_names`` name the rows and ``names`` ({"N": ..., "L": ...})
+  the quantities in messages (default: "row i", "N"). Rows that repeat another row's values are warned
+  about (a concatenated CSV counts runs twice).
+
+  Runs that share N and D (equal values of the quantities given: a learning-rate sweep, seeds) are, with
+  ``repeats``: "all", kept, each a point of its own, with a warning naming the ``other_columns`` ({name:
+  each row's value}) that tell them apart; "best", the lowest loss of each group kept; "mean", one run of
+  each group with the group's mean loss.
 
   Budgets: with ``budgets`` (nominal values) each run goes to the nearest one within a factor
   1 + budget_tol, else to none; without, runs whose sorted C differ by at most budget_tol
@@ -169,6 +178,8 @@ def make_runs(
         first = row_names[int(np.argmax(bad))]
         raise AnalysisError(f"{names[name]} is {what} in {bad.sum()} row(s), first at {first}")
   _warn_repeated_rows(np.column_stack(list(columns.values())), row_names)
+  columns = _combine_repeats(columns, repeats, other_columns or {})
+  n_rows = len(columns["L"])
   if drop_highest_loss:
     keep = np.sort(np.argsort(columns["L"], kind="stable")[: max(n_rows - drop_highest_loss, 0)])
     columns = {name: v[keep] for name, v in columns.items()}
@@ -192,6 +203,38 @@ def make_runs(
     warn(f"{unassigned.sum()} run(s) are not within {budget_tol:.0%} of a given budget and are not used by approach 2")
   flops = FlopsPerToken.of_runs(columns["N"], columns["D"], columns["C"])
   return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget, flops)
+
+
+def _combine_repeats(columns: dict[str, np.ndarray], repeats: str, other_columns) -> dict[str, np.ndarray]:
+  """``make_runs``'s treatment of runs that share N and D: the columns with those runs kept, each group's best,
+  or each group's mean loss."""
+  if repeats not in REPEATS:
+    raise AnalysisError(f"repeats={repeats!r}: choose one of {', '.join(REPEATS)}")
+  keys = np.column_stack([columns[name] for name in ("N", "D", "C") if name in columns])
+  _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+  inverse = inverse.ravel()
+  sizes = np.bincount(inverse)
+  if sizes.max() == 1:
+    return columns
+  if repeats == "all":
+    shared = sizes[inverse] > 1
+    differ = [name for name, values in other_columns.items()
+              if any(len({values[i] for i in np.flatnonzero(inverse == g)}) > 1 for g in np.flatnonzero(sizes > 1))]
+    warn(
+      f"{np.sum(sizes > 1)} group(s) of runs share their N and D ({shared.sum()} runs"
+      + (f", told apart by {', '.join(differ)}" if differ else "")
+      + "), and each run is fitted as a point of its own: pass --repeats best to keep each group's lowest loss "
+      "(a learning-rate or other hyperparameter sweep) or --repeats mean to average its losses (seeds)"
+    )
+    return columns
+  if repeats == "best":
+    by_loss = np.lexsort((columns["L"], inverse))  # by group, then loss: each group's best comes first
+    keep = np.sort(by_loss[np.r_[True, np.diff(inverse[by_loss]) != 0]])
+    return {name: values[keep] for name, values in columns.items()}
+  keep = np.sort(first)
+  combined = {name: values[keep] for name, values in columns.items()}
+  combined["L"] = (np.bincount(inverse, weights=columns["L"]) / sizes)[inverse[keep]]
+  return combined
 
 
 def _warn_repeated_rows(values: np.ndarray, row_names: list[str]) -> None:
