@@ -231,9 +231,12 @@ class _Shape:
 
 def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_sizes: int = 4,
             overrides: Mapping | None = None, tokens_per_param: float = 20.0, min_steps: int = 20,
-            batch_multiple: int = 1, warmup_fraction: float = 0.05) -> list[Run]:
+            batch_multiple: int = 1, warmup_fraction: float = 0.05,
+            axes: Mapping[str, Sequence] | None = None) -> list[Run]:
   """An IsoFLOP design: for each budget C, `num_sizes` shapes of consecutive size around the expected
-  optimum, each trained for the steps that make its FLOPs C within 1%.
+  optimum, each trained for the steps that make its FLOPs C within 1%; with `axes` ({'optim.lr': [1e-3,
+  3e-3]}), each shape once for every combination of their values, which must leave its FLOPs as they are
+  (a learning-rate sweep at every point: `scaling.analyze --repeats best`).
 
   config: the family's config file ('configs/lm.py'); sizes: its shapes (e.g. lm.LADDER), any order.
   The expected optimum is the shape whose tokens D = C / FLOPs-per-token come closest to
@@ -244,7 +247,7 @@ def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_
   """
   from scaling import flops
 
-  overrides = dict(overrides or {})
+  overrides, axes = dict(overrides or {}), dict(axes or {})
   shapes = []
   for size in sizes:
     spec = f"{config}:{size}"
@@ -290,7 +293,13 @@ def isoflop(config: str, budgets: Sequence[float], *, sizes: Sequence[str], num_
         raise SweepError(f"isoflop: no batch size (a multiple of {batch_multiple}, at most {shape.batch}) brings "
                          f"{shape.spec}'s FLOPs within 1% of the budget {budget:.3g}; raise the budget")
       fields = _with_warmup({**overrides, "train.batch_size": fit[0]}, fit[1], warmup_fraction)
-      runs.append(make_run(shape.spec, fields, budget=budget))
+      for values in itertools.product(*axes.values()):
+        run = make_run(shape.spec, {**fields, **dict(zip(axes, values))}, budget=budget)
+        if abs(run.flops - budget) > TOLERANCE * budget:
+          raise SweepError(f"isoflop: axes {_describe(dict(zip(axes, values)))} make {shape.spec} spend "
+                           f"{run.flops:.3g} FLOPs, not within 1% of the budget {budget:.3g}; vary fields that "
+                           "leave a run's FLOPs as they are (optim.*, seed)")
+        runs.append(run)
   return runs
 
 

@@ -110,6 +110,21 @@ def test_hyperparameters_are_the_fields_that_tell_apart_runs_of_one_size_and_D()
   assert sweep.hyperparameters(lr_only) == ["optim.lr"]
 
 
+def test_isoflop_axes_repeat_each_shape_at_its_budget():
+  design = dict(sizes=lm.LADDER, num_sizes=3, overrides={"data.seq_len": 64})
+  plain = sweep.isoflop("configs/lm.py", [1e12, 3e12], **design)
+  swept = sweep.isoflop("configs/lm.py", [1e12, 3e12], axes={"optim.lr": [1e-3, 3e-3, 1e-2]}, **design)
+  assert len(swept) == 3 * len(plain) == len({r.id for r in swept})
+  for i, run in enumerate(plain):  # the same shape, steps and budget at each learning rate
+    for lr, other in zip((1e-3, 3e-3, 1e-2), swept[3 * i:3 * i + 3]):
+      assert (other.spec, other.budget, other.flops) == (run.spec, run.budget, run.flops)
+      assert other.overrides == {**run.overrides, "optim.lr": lr}
+  assert sweep.hyperparameters(swept) == ["optim.lr"]
+  with pytest.raises(sweep.SweepError, match=r"isoflop: axes data.seq_len=32 make configs/lm.py:\S+ spend .* FLOPs, "
+                     r"not within 1% of the budget 1e\+12; vary fields that leave a run's FLOPs as they are"):
+    sweep.isoflop("configs/lm.py", [1e12], axes={"data.seq_len": [32]}, **design)
+
+
 def test_results_csv_has_a_column_per_hyperparameter(tmp_path):
   runs = sweep.grid("configs/lm.py:10k", axes={"optim.lr": [1e-3, 3e-3]}, overrides=TINY)
   fields = sweep.hyperparameters(runs)
