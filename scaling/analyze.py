@@ -47,6 +47,7 @@ from scaling.analysis.fits import (
   make_runs,
   predict,
   warn,
+  worker_pool,
 )
 
 DEFAULT_COLUMNS = {"N": "N", "D": "D", "C": "C"}
@@ -271,7 +272,7 @@ def analyze(
   out_dir = Path(out_dir)
   _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta,
                   workers)
-  with warnings.catch_warnings(record=True) as caught:
+  with warnings.catch_warnings(record=True) as caught, worker_pool(workers):
     warnings.simplefilter("always")
     runs, n_rows, columns = load_runs(csv_path, n_col, d_col, c_col, loss_col, budgets, budget_tol, drop_highest_loss,
                                       repeats)
@@ -350,8 +351,8 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
 
   methods = (
     ("approach 3", "approach3", joint(fit_approach3, "approach3")),
-    ("approach 2", "approach2", lambda: fit_approach2(runs, n_boot, seed, progress)),
-    ("approach 1", "approach1", lambda: fit_approach1(runs, n_boot, seed, progress)),
+    ("approach 2", "approach2", lambda: fit_approach2(runs, n_boot, seed, progress, workers)),
+    ("approach 1", "approach1", lambda: fit_approach1(runs, n_boot, seed, progress, workers)),
     ("Kaplan L(N, D)", "kaplan_joint", joint(fit_kaplan_joint, "kaplan_joint")),
   )
   errors = []
@@ -365,7 +366,7 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
   for message in errors:
     warn(f"skipped {message}")
   try:
-    result.kaplan = fit_kaplan(runs, n_boot, seed, progress)
+    result.kaplan = fit_kaplan(runs, n_boot, seed, progress, workers=workers)
   except AnalysisError as err:
     warn(f"skipped Kaplan L(N): {err}")
 

@@ -634,6 +634,30 @@ def test_approach3_is_the_same_fit_in_worker_processes(sweep_analysis):
   assert alone.shape == (60, 5) and np.array_equal(shared, alone)  # 3 chunks
 
 
+def test_every_bootstrap_is_the_same_in_one_shared_pool(sweep_analysis, monkeypatch):
+  """Approach 2's, approach 1's and Kaplan L(N)'s resamples too go to worker processes, here all three to the
+  one pool that worker_pool starts (analyze opens one for all its steps): the same samples, bit for bit."""
+  runs = sweep_analysis.runs
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)
+    fixed_D, _, _ = load_runs(Path(__file__).parent / "golden" / "model_size_results.csv")
+
+  def samples(workers):
+    return (fit_approach2(runs, 50, seed=2, workers=workers).n_law.samples,
+            fit_approach1(runs, 50, seed=2, workers=workers).loss_law.samples,
+            fits.fit_kaplan(fixed_D, 50, seed=2, workers=workers).law.samples)
+
+  alone = samples(1)
+  pools = []
+  start_pool = fits.ProcessPoolExecutor
+  monkeypatch.setattr(fits, "ProcessPoolExecutor", lambda *args: pools.append(args) or start_pool(*args))
+  with fits.worker_pool(2):
+    shared = samples(2)
+  assert len(pools) == 1
+  for one, two in zip(alone, shared):
+    assert len(one) >= 45 and np.array_equal(one, two)
+
+
 def test_default_workers_are_the_usable_cpus_up_to_8(monkeypatch):
   for cpus, workers in ((1, 1), (2, 2), (8, 8), (64, 8)):
     monkeypatch.setattr(fits.os, "sched_getaffinity", lambda pid, cpus=cpus: set(range(cpus)))

@@ -334,10 +334,30 @@ def default_workers() -> int:
   return min(cpus, MAX_DEFAULT_WORKERS)
 
 
+_shared_map: tuple[int, Callable] | None = None  # (workers, its map) inside ``worker_pool``
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int):
+  """Within it, every parallel step with this many ``workers`` (fits, bootstraps, hold-out refits) shares one
+  pool of spawned processes, started once rather than once a step (each start imports numpy and scipy in
+  every worker). A step asks for its processes by submitting work, so a pool no step uses starts none."""
+  global _shared_map
+  with _mapped(workers, workers) as mapper:
+    previous, _shared_map = _shared_map, (workers, mapper)
+    try:
+      yield
+    finally:
+      _shared_map = previous
+
+
 @contextlib.contextmanager
 def _mapped(workers: int, tasks: int):
   """``map``, or the map of a pool of min(workers, tasks) processes, spawned rather than forked (the caller
-  may hold threads: JAX's, BLAS's); results in order either way."""
+  may hold threads: JAX's, BLAS's); results in order either way. Inside ``worker_pool(workers)``, its map."""
+  if _shared_map is not None and _shared_map[0] == workers:
+    yield _shared_map[1]
+    return
   if min(workers, tasks) <= 1:
     yield map
     return
@@ -980,20 +1000,20 @@ def _vertex_laws(curves: list[IsoFLOPCurve]) -> tuple[PowerLaw, PowerLaw]:
   return fit_power_law(C, [c.N_star for c in curves]), fit_power_law(C, [c.D_star for c in curves])
 
 
-def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> IsoFLOPFit:
+def fit_approach2(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False, workers: int = 1) -> IsoFLOPFit:
   """Parabola minima per budget and their power laws, with a residual bootstrap (see
-  isoflop_residual_bootstrap)."""
+  isoflop_residual_bootstrap) in `workers` processes."""
   curves = fit_isoflop_curves(runs)
   n_law, d_law = _isoflop_laws(curves)
   if n_boot:
-    samples = isoflop_residual_bootstrap(runs, [c for c in curves if c.in_range], n_boot, seed, progress)
+    samples = isoflop_residual_bootstrap(runs, [c for c in curves if c.in_range], n_boot, seed, progress, workers)
     if samples.size:
       n_law, d_law = replace(n_law, samples=samples[:, :2]), replace(d_law, samples=samples[:, 2:])
   return IsoFLOPFit(curves, n_law, d_law)
 
 
 def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: int, seed: int,
-                               progress: bool = False) -> np.ndarray:
+                               progress: bool = False, workers: int = 1) -> np.ndarray:
   """Bootstrap samples (k_N, a, k_D, b) of the power laws through `curves`' vertices (the fit's used
   budgets). Each resample keeps every run's N and adds, to its budget's fitted parabola, a residual
   drawn for that budget's noise: the leverage-adjusted residuals (r / sqrt(1 - h)) of every budget are
@@ -1021,19 +1041,13 @@ def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: i
   pooled = np.concatenate([r / s for r, s in zip(adjusted, scales)])
   pooled = pooled - pooled.mean()
   sizes = np.cumsum([0] + [len(g) for g in groups])
-  left_out = 0
-
-  def statistic(idx):
-    nonlocal left_out
-    noise = pooled[idx]
-    resampled = [parabola(c.C, runs.N[g], f + s * noise[a:b], runs.flops)
-                 for c, g, f, s, a, b in zip(curves, groups, fitted, scales, sizes[:-1], sizes[1:])]
-    left_out += not all(c.in_range for c in resampled)
-    n_law, d_law = _isoflop_laws(resampled)
-    return np.concatenate([n_law.params, d_law.params])
-
-  samples = bootstrap(statistic, lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed,
-                      "approach 2 bootstrap", progress)
+  budgets = [(c.C, runs.N[g], f, s, a, b) for c, g, f, s, a, b in zip(curves, groups, fitted, scales, sizes[:-1],
+                                                                        sizes[1:])]
+  samples = bootstrap(functools.partial(_resampled_vertex_laws, budgets, pooled, runs.flops),
+                      lambda rng: rng.choice(len(pooled), size=sizes[-1]), n_boot, seed, "approach 2 bootstrap",
+                      progress, workers)
+  left_out = int(np.sum(samples[:, -1])) if samples.size else 0
+  samples = samples[:, :-1]
   if left_out:
     warn(f"approach 2 bootstrap: in {left_out} of {n_boot} resamples a budget's minimum left its sampled N "
          "(or its parabola opened downwards) and that budget was left out of the resample's power laws, as in the fit")
@@ -1043,6 +1057,14 @@ def isoflop_residual_bootstrap(runs: Runs, curves: list[IsoFLOPCurve], n_boot: i
 # --------------------------------------------------------------------------------------------------
 # Approach 1 (lower envelope) and Kaplan L(N)
 # --------------------------------------------------------------------------------------------------
+
+
+def _resampled_vertex_laws(budgets: list[tuple], pooled: np.ndarray, flops: FlopsPerToken, idx: np.ndarray):
+  """isoflop_residual_bootstrap's statistic: (k_N, a, k_D, b) of one resample, and 1 where a budget left it."""
+  noise = pooled[idx]
+  resampled = [parabola(C, N, fitted + scale * noise[a:b], flops) for C, N, fitted, scale, a, b in budgets]
+  n_law, d_law = _isoflop_laws(resampled)
+  return np.concatenate([n_law.params, d_law.params, [not all(c.in_range for c in resampled)]])
 
 
 def lower_envelope(C, L) -> np.ndarray:
@@ -1064,10 +1086,11 @@ class EnvelopeFit:
   d_law: PowerLaw | None
 
 
-def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False) -> EnvelopeFit:
+def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False, workers: int = 1) -> EnvelopeFit:
   """The envelope treats the runs of one budget as equal in compute, so only a budget's best run can
   be on it. The N and D laws (and the method's predictions) need 3 distinct N and 3 distinct D on
-  the envelope: on a fixed-D (or fixed-N) design they would only restate the design."""
+  the envelope: on a fixed-D (or fixed-N) design they would only restate the design. The bootstrap
+  resamples the runs, in `workers` processes."""
   C = runs.budget_or_C()
   env = lower_envelope(C, runs.L)
   if len(env) < MIN_POINTS_SATURATING:
@@ -1087,21 +1110,23 @@ def fit_approach1(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = F
          f"need {MIN_POINTS_POWER_LAW} of each (a fixed-N or fixed-D design has 1), so approach 1 gives no N_opt(C), "
          "D_opt(C) or compute-optimal predictions")
   if n_boot:
-
-    def statistic(idx):
-      sub_C, sub = C[idx], runs.subset(idx)
-      e = lower_envelope(sub_C, sub.L)
-      params = [fit_saturating_law(sub_C[e], sub.L[e], start=loss_law).params]
-      if n_law is not None:
-        params += [fit_power_law(sub_C[e], sub.N[e]).params, fit_power_law(sub_C[e], sub.D[e]).params]
-      return np.concatenate(params)
-
-    samples = bootstrap(statistic, within(np.zeros(len(runs))), n_boot, seed, "approach 1 bootstrap", progress)
+    samples = bootstrap(functools.partial(_refit_envelope, C, runs, loss_law, n_law is not None),
+                        within(np.zeros(len(runs))), n_boot, seed, "approach 1 bootstrap", progress, workers)
     if samples.size:
       loss_law = replace(loss_law, samples=samples[:, :3])
       if n_law is not None:
         n_law, d_law = replace(n_law, samples=samples[:, 3:5]), replace(d_law, samples=samples[:, 5:])
   return EnvelopeFit(env, loss_law, n_law, d_law)
+
+
+def _refit_envelope(C: np.ndarray, runs: Runs, start: SaturatingLaw, allocation: bool, idx: np.ndarray):
+  """fit_approach1's bootstrap statistic: the L(C) law's parameters, then (with ``allocation``) the N and D laws'."""
+  sub_C, sub = C[idx], runs.subset(idx)
+  e = lower_envelope(sub_C, sub.L)
+  params = [fit_saturating_law(sub_C[e], sub.L[e], start=start).params]
+  if allocation:
+    params += [fit_power_law(sub_C[e], sub.N[e]).params, fit_power_law(sub_C[e], sub.D[e]).params]
+  return np.concatenate(params)
 
 
 @dataclass(frozen=True)
@@ -1114,9 +1139,10 @@ class KaplanFit:
   law: SaturatingLaw
 
 
-def fit_kaplan(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False, d_tol: float = 0.02) -> KaplanFit:
+def fit_kaplan(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = False, d_tol: float = 0.02,
+               workers: int = 1) -> KaplanFit:
   """L(N) on the group of runs with equal D (within d_tol) that has the most model sizes (ties: most D);
-  the bootstrap resamples the group's runs and refits from the fit."""
+  the bootstrap resamples the group's runs and refits from the fit, in `workers` processes."""
   groups = group_by_value(runs.D, d_tol)
   candidates = [(len(np.unique(runs.N[groups == D])), D) for D in np.unique(groups[np.isfinite(groups)])]
   n_sizes, D = max(candidates, default=(0, math.nan))
@@ -1126,11 +1152,15 @@ def fit_kaplan(runs: Runs, n_boot: int = 0, seed: int = 0, progress: bool = Fals
   N, L = runs.N[idx], runs.L[idx]
   law = fit_saturating_law(N, L)
   if n_boot:
-    samples = bootstrap(lambda i: fit_saturating_law(N[i], L[i], start=law).params, within(np.zeros(len(idx))),
-                        n_boot, seed, "Kaplan L(N) bootstrap", progress)
+    samples = bootstrap(functools.partial(_refit_saturating, N, L, law), within(np.zeros(len(idx))), n_boot, seed,
+                        "Kaplan L(N) bootstrap", progress, workers)
     if samples.size:
       law = replace(law, samples=samples)
   return KaplanFit(float(D), idx, law)
+
+
+def _refit_saturating(x: np.ndarray, y: np.ndarray, start: SaturatingLaw, idx: np.ndarray) -> np.ndarray:
+  return fit_saturating_law(x[idx], y[idx], start=start).params
 
 
 # --------------------------------------------------------------------------------------------------
