@@ -577,13 +577,13 @@ def hyperparameters(runs: Sequence[Run]) -> list[str]:
     t = run.config.train
     groups.setdefault((run.spec, t.steps * t.batch_size * run.config.data.seq_len), []).append(run)
   return sorted({field for group in groups.values() for field in {f for run in group for f in run.overrides}
-                 if len({repr(run.overrides.get(field)) for run in group}) > 1})
+                 if len({repr(_field(run.config, field)) for run in group}) > 1})
 
 
 def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
                hyperparameter_fields: Sequence[str] = ()) -> dict:
   """The run's results.csv row: summary.json's numbers when there is one; N from the config otherwise; then
-  the run's values of ``hyperparameter_fields`` (``hyperparameters``)."""
+  the run's values of ``hyperparameter_fields`` (``hyperparameters``), overridden or not."""
   from scaling import flops
 
   workdir = root / run.id
@@ -592,7 +592,7 @@ def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
          "N_nonembed": counts["non_embedding"], "status": status(workdir, queue)}
   summary = _read_json(workdir / "summary.json") or {}
   row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
-  row.update({field: run.overrides.get(field, "") for field in hyperparameter_fields})
+  row.update({field: _field(run.config, field) for field in hyperparameter_fields})
   return row
 
 
