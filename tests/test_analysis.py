@@ -501,10 +501,10 @@ def test_budget_grouping_tolerance():
   assert group_by_value(C, 0.05, centers=[1e19, 3e19]) == pytest.approx([1e19] * 3 + [3e19] * 2)
 
 
-def lr_sweep_csv(path: Path, N, D, C, L) -> Path:
-  """Each point of a sweep trained at three learning rates, whose losses are 0%, 3% and 8% above the point's
-  (the best one's row not always first), as our sweep's results.csv has them: an optim.lr column."""
-  penalty = {1e-3: 1.03, 3e-3: 1.0, 1e-2: 1.08}
+def lr_sweep_csv(path: Path, N, D, C, L, penalty=None) -> Path:
+  """Each point of a sweep trained at three learning rates, whose losses are (by default) 3%, 0% and 8% above
+  the point's (the best one's row not always first), as our sweep's results.csv has them: an optim.lr column."""
+  penalty = penalty or {1e-3: 1.03, 3e-3: 1.0, 1e-2: 1.08}
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow([*RESULTS_HEADER, "optim.lr"])
@@ -533,6 +533,12 @@ def test_runs_that_share_N_and_D_are_combined_as_asked(tmp_path, monkeypatch):
     np.testing.assert_array_equal(combined.D, D)
   np.testing.assert_array_equal(best.L, L)  # the best learning rate's loss: the sweep's own
   np.testing.assert_allclose(mean.L, L * (1.0 + 1.03 + 1.08) / 3, rtol=1e-12)
+  edge = lr_sweep_csv(tmp_path / "edge.csv", N, D, C, L, penalty={1e-3: 1.03, 3e-3: 1.01, 1e-2: 1.0})
+  with pytest.warns(AnalysisWarning) as caught:  # the largest learning rate tried is the best everywhere
+    load_runs(edge, repeats="best")
+  assert [str(w.message) for w in caught] == [
+    f"--repeats best: in {len(N)} of {len(N)} group(s) that tried 3 or more values of optim.lr, the lowest loss "
+    "has the largest value tried; the best optim.lr may lie beyond it: widen that grid"]
   with pytest.raises(AnalysisError, match="repeats='max': choose one of all, best, mean"):
     make_runs(L, N=N, D=D, repeats="max")
   seen = {}

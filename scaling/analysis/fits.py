@@ -216,10 +216,10 @@ def _combine_repeats(columns: dict[str, np.ndarray], repeats: str, other_columns
   sizes = np.bincount(inverse)
   if sizes.max() == 1:
     return columns
+  groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(sizes > 1)]
+  differ = [name for name, values in other_columns.items() if any(len({values[i] for i in g}) > 1 for g in groups)]
   if repeats == "all":
     shared = sizes[inverse] > 1
-    differ = [name for name, values in other_columns.items()
-              if any(len({values[i] for i in np.flatnonzero(inverse == g)}) > 1 for g in np.flatnonzero(sizes > 1))]
     warn(
       f"{np.sum(sizes > 1)} group(s) of runs share their N and D ({shared.sum()} runs"
       + (f", told apart by {', '.join(differ)}" if differ else "")
@@ -230,11 +230,34 @@ def _combine_repeats(columns: dict[str, np.ndarray], repeats: str, other_columns
   if repeats == "best":
     by_loss = np.lexsort((columns["L"], inverse))  # by group, then loss: each group's best comes first
     keep = np.sort(by_loss[np.r_[True, np.diff(inverse[by_loss]) != 0]])
+    for name in differ:
+      _warn_best_at_an_end(name, other_columns[name], groups, keep)
     return {name: values[keep] for name, values in columns.items()}
   keep = np.sort(first)
   combined = {name: values[keep] for name, values in columns.items()}
   combined["L"] = (np.bincount(inverse, weights=columns["L"]) / sizes)[inverse[keep]]
   return combined
+
+
+def _warn_best_at_an_end(name: str, values, groups: list[np.ndarray], best: np.ndarray) -> None:
+  """Warn when, in groups that tried 3 or more numeric values of ``name`` (a learning rate), the best run
+  has the smallest or largest: its optimum may lie beyond what was tried."""
+  try:
+    numbers = np.array([float(v) for v in values])
+  except ValueError:  # not a number (a dataset's name): no order to be at the end of
+    return
+  ends = {"smallest": 0, "largest": 0}
+  tried = 0
+  for group in groups:
+    if len(np.unique(numbers[group])) >= 3:
+      tried += 1
+      value = numbers[np.intersect1d(group, best)[0]]
+      ends["smallest"] += value == numbers[group].min()
+      ends["largest"] += value == numbers[group].max()
+  for end, count in ends.items():
+    if count:
+      warn(f"--repeats best: in {count} of {tried} group(s) that tried 3 or more values of {name}, the lowest loss "
+           f"has the {end} value tried; the best {name} may lie beyond it: widen that grid")
 
 
 def _warn_repeated_rows(values: np.ndarray, row_names: list[str]) -> None:
