@@ -4,7 +4,11 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from operator import attrgetter
@@ -656,7 +660,8 @@ def test_every_bootstrap_is_the_same_in_one_shared_pool(sweep_analysis, monkeypa
   alone = samples(1)
   pools = []
   start_pool = fits.ProcessPoolExecutor
-  monkeypatch.setattr(fits, "ProcessPoolExecutor", lambda *args: pools.append(args) or start_pool(*args))
+  monkeypatch.setattr(fits, "ProcessPoolExecutor",
+                      lambda *args, **kwargs: pools.append(args) or start_pool(*args, **kwargs))
   with fits.worker_pool(2):
     shared = samples(2)
   assert len(pools) == 1
@@ -682,6 +687,34 @@ def test_approach3_runs_in_one_process_where_none_can_start(sweep_analysis, monk
   assert [str(w.message) for w in caught] == [
     "one process instead of 2: cannot start worker processes here ([Errno 38] Function not implemented)"]
   assert np.array_equal(shared.params, alone.params)
+
+
+def test_ctrl_c_with_workers_is_one_line_and_leaves_no_process(sweep_csv, tmp_path):
+  """Ctrl-C reaches the terminal's whole process group: the workers ignore it, the command cancels their
+  remaining work, prints `interrupted` (no worker's traceback) and exits 130 with every worker gone."""
+  def own_group_with_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a test runner may start us with SIGINT ignored
+    os.setsid()
+
+  command = [sys.executable, "-m", "scaling.analyze", str(sweep_csv), "--out", str(tmp_path / "out"), "--workers", "2",
+             "--quiet"]
+  analysis = subprocess.Popen(command, preexec_fn=own_group_with_ctrl_c, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+
+  def group():
+    return subprocess.run(["pgrep", "-g", str(analysis.pid)], capture_output=True, text=True).stdout.split()
+
+  deadline = time.time() + 60
+  while len(group()) < 3 and time.time() < deadline:  # the command, the resource tracker and a worker
+    time.sleep(0.2)
+  time.sleep(1.0)  # the fit under way
+  os.killpg(analysis.pid, signal.SIGINT)
+  _, err = analysis.communicate(timeout=30)
+  assert (analysis.returncode, err) == (130, "interrupted\n")
+  deadline = time.time() + 10
+  while group() and time.time() < deadline:
+    time.sleep(0.2)
+  assert group() == []
 
 
 def test_cli_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch):

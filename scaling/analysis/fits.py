@@ -20,6 +20,8 @@ import itertools
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -377,7 +379,11 @@ def worker_pool(workers: int):
 @contextlib.contextmanager
 def _mapped(workers: int, tasks: int):
   """``map``, or the map of a pool of min(workers, tasks) processes, spawned rather than forked (the caller
-  may hold threads: JAX's, BLAS's); results in order either way. Inside ``worker_pool(workers)``, its map."""
+  may hold threads: JAX's, BLAS's); results in order either way. Inside ``worker_pool(workers)``, its map.
+  The workers ignore Ctrl-C (SIGINT reaches the terminal's whole process group): they are started with it
+  ignored, from birth (``_spawning_quietly``), so the caller alone gets it, and leaving the context cancels
+  the work not yet started and waits for the chunks running, a fraction of a second, so that no worker
+  outlives it or prints a traceback."""
   if _shared_map is not None and _shared_map[0] == workers:
     yield _shared_map[1]
     return
@@ -390,8 +396,28 @@ def _mapped(workers: int, tasks: int):
     warn(f"one process instead of {min(workers, tasks)}: cannot start worker processes here ({err})")
     yield map
     return
-  with pool:
-    yield pool.map
+  try:
+    yield _spawning_quietly(pool.map)
+  finally:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _spawning_quietly(pool_map: Callable) -> Callable:
+  """The pool's map with SIGINT ignored while it submits the work, which is when the pool starts its
+  processes: they inherit the disposition, and Python keeps a SIGINT it starts with ignored ignored, from
+  before their imports (an initializer would run after them, too late for a Ctrl-C meanwhile). The results
+  are waited for with the caller's own handler back. Outside the main thread, where signals cannot be set,
+  the map as it is."""
+  def mapper(fn, *iterables):
+    if threading.current_thread() is not threading.main_thread():
+      return pool_map(fn, *iterables)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+      return pool_map(fn, *iterables)
+    finally:
+      signal.signal(signal.SIGINT, previous)
+
+  return mapper
 
 
 def within(strata: np.ndarray) -> Callable[[np.random.Generator], np.ndarray]:
