@@ -619,13 +619,14 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "interrupted": "magenta", "
 
 
 class SweepView:
-  """The whole sweep as one table (run, C, steps, status, losses, time); while runs go on (the view
-  as a context), redrawn live on a terminal, elsewhere one line per status change."""
+  """The whole sweep as one table (run, its hyperparameters, C, steps, status, losses, time); while runs go
+  on (the view as a context), redrawn live on a terminal, elsewhere one line per status change."""
 
   def __init__(self, name: str, runs: list[Run], root: Path, console=None):
     from rich.console import Console
 
     self.name, self.runs, self.root = name, runs, root
+    self.hyperparameters = hyperparameters(runs)
     self.console = console or Console()
     if not self.console.is_terminal:  # a log or a pipe, where rich would cut the table to 80 columns
       self.console.width = 200
@@ -636,13 +637,13 @@ class SweepView:
     from rich.table import Table
 
     queue = slurm_queue([self.root / run.id for run in self.runs])
-    rows = [result_row(run, self.root, queue) for run in self.runs]
+    rows = [result_row(run, self.root, queue, self.hyperparameters) for run in self.runs]
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     table = Table(title=f"sweep {self.name}: {len(rows)} runs in {self.root}", title_justify="left",
                   caption=", ".join(f"{n} {s}" for s, n in counts.items() if n), caption_justify="left",
                   box=box.SIMPLE_HEAD)
     table.add_column("run", no_wrap=True, min_width=max(len(run.id) for run in self.runs))
-    for column in ("C", "steps", "status", "train loss", "eval loss", "time"):
+    for column in (*self.hyperparameters, "C", "steps", "status", "train loss", "eval loss", "time"):
       table.add_column(column, justify="left" if column == "status" else "right")
     for run, row in zip(self.runs, rows):
       steps = str(run.config.train.steps)
@@ -650,7 +651,9 @@ class SweepView:
         steps = f"{_last_train_record(self.root / run.id).get('step', 0)}/{steps}"
       elif row["status"] == "interrupted":  # where it resumes
         steps = f"{latest_checkpoint(self.root / run.id) or 0}/{steps}"
-      table.add_row(run.id, f"{run.flops:.3g}", steps, f"[{STATUS_STYLE[row['status']]}]{row['status']}",
+      table.add_row(run.id, *(f"{row[field]:g}" if isinstance(row[field], float) else str(row[field])
+                              for field in self.hyperparameters),
+                    f"{run.flops:.3g}", steps, f"[{STATUS_STYLE[row['status']]}]{row['status']}",
                     *(_number(row.get(k), ".4f") for k in ("train_loss", "eval_loss")),
                     _number(row.get("wall_time_s"), ".0f", "s"))
     return table

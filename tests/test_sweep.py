@@ -336,6 +336,8 @@ def test_collect_reports_interrupted_runs_apart_from_failed_ones(tmp_path, capsy
   table = out.getvalue()
   assert "\x1b[35minterrupted" in table, "magenta in the live table"
   assert "1 ok, 1 failed, 1 interrupted" in table and " 3/5 " in table, "an interrupted run shows its checkpoint step"
+  for run in runs:  # each run's seed, the hyperparameter that tells them apart, beside its id
+    assert re.search(rf"{run.id}\s+{run.config.seed}\s+", table)
 
   argv = ["--experiment", path, "--root", str(root), "--collect"]
   assert sweep.main(argv) == 1, "a failed run makes it an error"
