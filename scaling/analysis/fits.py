@@ -619,6 +619,16 @@ class JointLaw:
   ``loss(N, D)`` and ``n_opt_proportional(C, k)``, the optimum in closed form when a token costs k N FLOPs."""
 
   method: ClassVar[str]  # its name in the report, predictions and warnings
+  log_E: float  # each law has its five parameters, then objective and samples, as dataclass fields
+
+  @classmethod
+  def from_params(cls, params, objective: float = math.nan):
+    """The law of a parameter vector (``params``: its five parameters in order)."""
+    return cls(*(float(v) for v in params), objective)
+
+  @property
+  def E(self) -> float:
+    return math.exp(self.log_E)
 
   def n_opt(self, C, flops: FlopsPerToken):
     """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs:
@@ -673,14 +683,6 @@ class ChinchillaLaw(JointLaw):
     """(a, b, e, alpha, beta) with A = e^a, B = e^b, E = e^e."""
     return np.array([self.log_A, self.log_B, self.log_E, self.alpha, self.beta])
 
-  @classmethod
-  def from_params(cls, params, objective: float = math.nan) -> ChinchillaLaw:
-    return cls(*(float(v) for v in params), objective)
-
-  @property
-  def E(self) -> float:
-    return math.exp(self.log_E)
-
   @property
   def A(self) -> float:
     return math.exp(self.log_A)
@@ -731,14 +733,6 @@ class KaplanLaw(JointLaw):
   def params(self) -> np.ndarray:
     """(e, ln N_c, ln D_c, alpha_N, alpha_D) with E = e^e."""
     return np.array([self.log_E, self.log_Nc, self.log_Dc, self.alpha_N, self.alpha_D])
-
-  @classmethod
-  def from_params(cls, params, objective: float = math.nan) -> KaplanLaw:
-    return cls(*(float(v) for v in params), objective)
-
-  @property
-  def E(self) -> float:
-    return math.exp(self.log_E)
 
   @property
   def Nc(self) -> float:
