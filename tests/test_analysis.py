@@ -692,14 +692,12 @@ def test_approach3_runs_in_one_process_where_none_can_start(sweep_analysis, monk
 def test_ctrl_c_with_workers_is_one_line_and_leaves_no_process(sweep_csv, tmp_path):
   """Ctrl-C reaches the terminal's whole process group: the workers ignore it, the command cancels their
   remaining work, prints `interrupted` (no worker's traceback) and exits 130 with every worker gone."""
-  def own_group_with_ctrl_c():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a test runner may start us with SIGINT ignored
-    os.setsid()
-
-  command = [sys.executable, "-m", "scaling.analyze", str(sweep_csv), "--out", str(tmp_path / "out"), "--workers", "2",
+  with_ctrl_c = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+  command = [sys.executable, "-c", with_ctrl_c,  # a test runner may start us with SIGINT ignored
+             sys.executable, "-m", "scaling.analyze", str(sweep_csv), "--out", str(tmp_path / "out"), "--workers", "2",
              "--quiet"]
-  analysis = subprocess.Popen(command, preexec_fn=own_group_with_ctrl_c, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+  analysis = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
 
   def group():
     return subprocess.run(["pgrep", "-g", str(analysis.pid)], capture_output=True, text=True).stdout.split()
