@@ -36,6 +36,7 @@ from scaling.analysis.fits import (
   KaplanLaw,
   Prediction,
   Runs,
+  SettingLaw,
   bootstrap_joint,
   default_workers,
   fit_approach1,
@@ -43,6 +44,7 @@ from scaling.analysis.fits import (
   fit_approach3,
   fit_kaplan,
   fit_kaplan_joint,
+  fit_setting_laws,
   holdout_check,
   make_runs,
   predict,
@@ -76,6 +78,7 @@ class Analysis:
   runs: Runs
   columns: dict[str, str]  # quantity (N, D, C, L) -> the CSV column it came from; a derived one is absent
   settings: dict
+  repeats: str = "all"  # what was done with runs that share N and D (make_runs)
   approach3: ChinchillaLaw | None = None
   approach3_seconds: float = math.nan
   approach2: IsoFLOPFit | None = None
@@ -83,6 +86,7 @@ class Analysis:
   kaplan: KaplanFit | None = None
   kaplan_joint: KaplanLaw | None = None
   kaplan_joint_seconds: float = math.nan
+  setting_laws: list[SettingLaw] = field(default_factory=list)  # optima of settings swept at one N and D
   predictions: list[Prediction] = field(default_factory=list)
   holdout: HoldoutCheck | None = None
   warnings: list[str] = field(default_factory=list)
@@ -287,7 +291,8 @@ def analyze(
                                "mean": "their mean loss kept"}[repeats],
       "hold-out check": holdout,
     }
-    result = Analysis(str(csv_path), n_rows, runs, columns, settings)
+    result = Analysis(str(csv_path), n_rows, runs, columns, settings, repeats,
+                      setting_laws=fit_setting_laws(runs.shared))
     _fit_all(result, n_boot, seed, huber_delta, progress, workers)
     C_max = float(max(runs.budgets(), default=runs.C.max()))
     for C in predict_budgets or (C_max, 10 * C_max, 100 * C_max):

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from scaling.analysis.fits import (
   FlopsPerToken,
   HoldoutCheck,
   KaplanLaw,
+  SharedRuns,
   bootstrap,
   bootstrap_joint,
   estimate,
@@ -35,6 +37,7 @@ from scaling.analysis.fits import (
   fit_approach2,
   fit_approach3,
   fit_kaplan_joint,
+  fit_setting_laws,
   group_by_value,
   kaplan_objective,
   kaplan_start_grid,
@@ -550,6 +553,83 @@ def test_runs_that_share_N_and_D_are_combined_as_asked(tmp_path, monkeypatch):
   with pytest.raises(ZeroDivisionError):
     main([str(path), "--out", str(tmp_path / "out"), "--repeats", "best"])
   assert seen["repeats"] == "best"
+
+
+def test_optimum_of_a_swept_setting_is_the_parabola_vertex():
+  lrs = ("0.001", "0.002", "0.004", "0.008")
+  lr_star = 3e-3
+  quadratic = 3.0 * (1 + 0.02 * np.log(np.array(lrs, dtype=float) / lr_star) ** 2)  # exact in ln lr: the vertex
+  group = SharedRuns(1e8, 2e9, quadratic[::-1].copy(), {"optim.lr": lrs[::-1], "seed": ("0",) * 4})  # any row order
+  assert group.varied() == ["optim.lr"] and group.best == 1  # lr 0.004, listed second
+  name, value = group.optimum()
+  assert name == "optim.lr" and value == pytest.approx(lr_star, rel=1e-12)
+  cases = {
+    "lowest at an end": (quadratic[:3] - [0, 0, 1], {"optim.lr": lrs[:3]}),
+    "two settings vary": (quadratic, {"optim.lr": lrs, "seed": ("0", "1", "0", "1")}),
+    "a value twice": (quadratic, {"optim.lr": ("0.001", "0.002", "0.002", "0.008")}),
+    "not a number": (quadratic[:3], {"data.dataset": ("a", "b", "c")}),
+    "a non-positive value": (quadratic[:3], {"optim.lr": ("0", "0.002", "0.004")}),
+    "only two values": (quadratic[:2], {"optim.lr": lrs[:2]}),
+    "three equal losses": (np.full(3, 3.0), {"optim.lr": lrs[:3]}),
+  }
+  for case, (losses, settings) in cases.items():
+    assert SharedRuns(1e8, 2e9, np.asarray(losses, dtype=float), settings).optimum() is None, case
+
+
+def setting_sweep_csv(path: Path, lrs, lr_star, seeds=(0,)) -> Path:
+  """A learning-rate sweep over 3 sizes at 3 budgets: losses TRUE_LAW's times 1 + 0.02 ln(lr / lr_star(N, D))^2
+  (plus 0.1% per seed), in our results.csv format with optim.lr and seed columns."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow([*RESULTS_HEADER, "optim.lr", "seed"])
+    for n, c in itertools.product((1e7, 3e7, 1e8), (1e17, 1e18, 1e19)):
+      d = c / (6 * n)
+      for lr, seed in itertools.product(lrs, seeds):
+        loss = TRUE_LAW.loss(n, d) * (1 + 0.02 * math.log(lr / lr_star(n, d)) ** 2) * (1 + 1e-3 * seed)
+        writer.writerow([f"n{n:g}-c{c:g}-lr{lr:g}-s{seed}", "lm", "s", n, n, d, c, c, "", loss, 1.0, "ok", lr, seed])
+  return path
+
+
+def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
+  lr_star = lambda n, d: 2e-3 * (n / 3e7) ** -0.3 * (d / 1e9) ** 0.1  # noqa: E731
+  path = setting_sweep_csv(tmp_path / "results.csv", np.geomspace(2.5e-4, 3.2e-2, 8), lr_star)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # every group's lowest loss lies inside the grid
+    runs, _, _ = load_runs(path, repeats="best")
+  assert len(runs) == 9 and len(runs.shared) == 9
+  assert [(g.N, round(g.D)) for g in runs.shared[:2]] == [(1e7, round(1e17 / 6e7)), (1e7, round(1e18 / 6e7))]
+  for group in runs.shared:
+    assert group.varied() == ["optim.lr"] and set(group.settings) == {"optim.lr"}  # seed is 0 everywhere
+    assert group.optimum()[1] == pytest.approx(lr_star(group.N, group.D), rel=1e-9)
+  (law,) = fit_setting_laws(runs.shared)
+  assert law.name == "optim.lr" and law.n_groups == 9 and law.rms < 1e-9
+  assert law.exponents["N"].value == pytest.approx(-0.3, abs=1e-9)
+  assert law.exponents["D"].value == pytest.approx(0.1, abs=1e-9)
+  assert law.k == pytest.approx(2e-3 * 3e7**0.3 * 1e9**-0.1, rel=1e-8)
+  assert law(5e7, 1e10) == pytest.approx(lr_star(5e7, 1e10), rel=1e-8)
+  text = "\n".join(report._shared_section(analyze_module.Analysis(str(path), 72, runs, {}, {}, "best", setting_laws=[law])))
+  lowest = runs.shared[0]
+  row = (f"| 1e+07 | {lowest.D:.5g} | 8 | optim.lr={float(lowest.settings['optim.lr'][lowest.best]):.4g} | "
+         f"{lowest.L.min():.5g} | +{lowest.L.max() / lowest.L.min() - 1:.1%} | optim.lr={lr_star(1e7, lowest.D):.4g} |")
+  assert row in text
+  assert "9 group(s) of runs share their N and D, each trying optim.lr: 0.00025, 0.0005, 0.001, " in text
+  assert "optim.lr ≈ " + f"{law.k:.5g} N^-0.3000 D^0.1000" in text
+  assert plots.swept_settings(runs.shared) == ["optim.lr"]
+  fig = plots.plot_setting_sweep(runs.shared, "optim.lr")
+  absolute, relative = fig.axes[:2]
+  assert len(absolute.lines) == len(relative.lines) == 9 and absolute.get_xscale() == "log"
+  np.testing.assert_allclose(relative.lines[0].get_ydata(), 100 * (lowest.L / lowest.L.min() - 1))
+  # with two seeds a point, lr and seed both vary: no optimum, and the lines join each lr's mean loss
+  seeded = setting_sweep_csv(tmp_path / "seeds.csv", (1e-3, 2e-3, 4e-3), lambda n, d: 2e-3, seeds=(0, 1))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)
+    runs, _, _ = load_runs(seeded, repeats="mean")
+  assert [g.varied() for g in runs.shared] == [["optim.lr", "seed"]] * 9
+  assert all(g.optimum() is None for g in runs.shared) and fit_setting_laws(runs.shared) == []
+  line = plots.plot_setting_sweep(runs.shared, "optim.lr").axes[0].lines[0]
+  group = runs.shared[0]
+  np.testing.assert_allclose(line.get_ydata(), [group.L[[0, 1]].mean(), group.L[[2, 3]].mean(), group.L[[4, 5]].mean()])
+  assert plots.swept_settings(runs.shared) == ["optim.lr"]  # not seed: no order to draw along
 
 
 def test_loss_falls_back_to_train_loss(tmp_path):

@@ -25,10 +25,11 @@ import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
+from scipy import stats
 from scipy.optimize import least_squares, minimize
 
 from scaling.errors import UserError
@@ -110,6 +111,96 @@ class FlopsPerToken:
 
 
 @dataclass(frozen=True)
+class SharedRuns:
+  """Rows of a results CSV that share N and D (a learning-rate sweep, seeds): each row's loss and its values of
+  the ``settings`` columns, those that tell such rows apart anywhere in the CSV."""
+
+  N: float
+  D: float
+  L: np.ndarray
+  settings: dict[str, tuple[str, ...]]  # column -> each row's value
+
+  @property
+  def best(self) -> int:
+    """The index of the lowest loss (the first, on a tie)."""
+    return int(np.argmin(self.L))
+
+  def varied(self) -> list[str]:
+    """The settings whose values differ among these rows."""
+    return [name for name, values in self.settings.items() if len(set(values)) > 1]
+
+  def numeric(self, name: str) -> np.ndarray | None:
+    """The values of setting ``name`` as numbers, or None where one is not a finite number (a dataset's name)."""
+    try:
+      values = np.array([float(v) for v in self.settings[name]])
+    except ValueError:
+      return None
+    return values if np.all(np.isfinite(values)) else None
+
+  def optimum(self) -> tuple[str, float] | None:
+    """Where only one setting varies, every row a value of its own, positive and at least 3 of them, and the lowest
+    loss is not at the smallest or largest value: the setting and its value at the vertex of the parabola in
+    ln(value) through the lowest loss and its neighbours on either side. None otherwise."""
+    varied = self.varied()
+    values = self.numeric(varied[0]) if len(varied) == 1 else None
+    if values is None or len(values) < 3 or len(np.unique(values)) != len(values) or np.any(values <= 0):
+      return None
+    order = np.argsort(values)
+    i = int(np.flatnonzero(order == self.best)[0])
+    if i in (0, len(order) - 1):
+      return None
+    x, y = np.log(values[order[i - 1: i + 2]]), self.L[order[i - 1: i + 2]]
+    c2, c1, _ = np.polyfit(x, y, 2)  # three points: exact; convex, as the middle one is lowest
+    return (varied[0], float(np.exp(-c1 / (2 * c2)))) if c2 > 0 else None  # c2 = 0: three equal losses
+
+
+@dataclass(frozen=True)
+class SettingLaw:
+  """A setting's optimum (``SharedRuns.optimum``) as a power law of N, and of D where the groups' D vary apart
+  from their N: value = k N^x (D^y), least squares in logs, with 95% t-intervals on the exponents."""
+
+  name: str
+  k: float
+  exponents: dict[str, Estimate]  # "N" (and "D") -> exponent
+  n_groups: int
+  rms: float  # RMS of the residuals of ln(value)
+
+  def __call__(self, N, D):
+    value = self.k * np.asarray(N, dtype=float) ** self.exponents["N"].value
+    return value * np.asarray(D, dtype=float) ** self.exponents["D"].value if "D" in self.exponents else value
+
+
+def fit_setting_laws(shared: Sequence[SharedRuns]) -> list[SettingLaw]:
+  """A ``SettingLaw`` for each setting with an optimum in at least 3 groups of 2 or more distinct N; D joins N
+  where ln D varies apart from ln N (``log_D_spread`` at least MIN_LOG_D_SPREAD, as approach 3 asks) and there
+  are at least 2 more groups than coefficients."""
+  optima: dict[str, list[tuple[float, float, float]]] = {}
+  for group in shared:
+    if (optimum := group.optimum()) is not None:
+      optima.setdefault(optimum[0], []).append((group.N, group.D, optimum[1]))
+  laws = []
+  for name, points in optima.items():
+    N, D, value = np.array(points).T
+    if len(points) < 3 or len(np.unique(N)) < 2:
+      continue
+    X = np.column_stack([np.ones(len(points)), np.log(N), np.log(D)])
+    if len(points) < 5 or log_D_spread(N, D) < MIN_LOG_D_SPREAD:
+      X = X[:, :2]
+    log_value = np.log(value)
+    coef, _, _, _ = np.linalg.lstsq(X, log_value, rcond=None)
+    residuals = log_value - X @ coef
+    dof = len(points) - X.shape[1]
+    scale = float(residuals @ residuals) / dof if dof else math.nan
+    errors = np.sqrt(np.diag(scale * np.linalg.inv(X.T @ X)))
+    half = errors * stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, dof) if dof else np.full_like(errors, math.nan)
+    exponents = {q: Estimate(float(coef[j]), float(coef[j] - half[j]), float(coef[j] + half[j]))
+                 for j, q in ((1, "N"), (2, "D")) if j < len(coef)}
+    laws.append(SettingLaw(name, float(np.exp(coef[0])), exponents, len(points),
+                           float(np.sqrt(np.mean(residuals**2)))))
+  return laws
+
+
+@dataclass(frozen=True)
 class Runs:
   """One row per training run. ``budget`` is the run's IsoFLOP budget in FLOP (NaN: none); ``flops`` the
   FLOPs per token of every run's N, which a subset keeps (it is the design's, not a measurement)."""
@@ -120,6 +211,7 @@ class Runs:
   L: np.ndarray
   budget: np.ndarray
   flops: FlopsPerToken
+  shared: tuple[SharedRuns, ...] = ()  # the rows that shared N and D, before they were combined; a subset has none
 
   def __len__(self) -> int:
     return len(self.L)
@@ -180,7 +272,13 @@ def make_runs(
         first = row_names[int(np.argmax(bad))]
         raise AnalysisError(f"{names[name]} is {what} in {bad.sum()} row(s), first at {first}")
   _warn_repeated_rows(np.column_stack(list(columns.values())), row_names)
-  columns = _combine_repeats(columns, repeats, other_columns or {})
+  if "C" not in columns:
+    columns["C"] = 6.0 * columns["N"] * columns["D"]
+  elif "D" not in columns:
+    columns["D"] = columns["C"] / (6.0 * columns["N"])
+  elif "N" not in columns:
+    columns["N"] = columns["C"] / (6.0 * columns["D"])
+  columns, shared = _combine_repeats(columns, repeats, other_columns or {})
   n_rows = len(columns["L"])
   if drop_highest_loss:
     keep = np.sort(np.argsort(columns["L"], kind="stable")[: max(n_rows - drop_highest_loss, 0)])
@@ -188,12 +286,6 @@ def make_runs(
     n_rows = len(keep)
   if n_rows < 3:
     raise AnalysisError(f"only {n_rows} run(s); need at least 3")
-  if "C" not in columns:
-    columns["C"] = 6.0 * columns["N"] * columns["D"]
-  elif "D" not in columns:
-    columns["D"] = columns["C"] / (6.0 * columns["N"])
-  elif "N" not in columns:
-    columns["N"] = columns["C"] / (6.0 * columns["D"])
   budget = group_by_value(columns["C"], budget_tol, centers=budgets)
   unassigned = ~np.isfinite(budget)
   if budgets is None and unassigned.any():
@@ -204,58 +296,60 @@ def make_runs(
   elif unassigned.any():
     warn(f"{unassigned.sum()} run(s) are not within {budget_tol:.0%} of a given budget and are not used by approach 2")
   flops = FlopsPerToken.of_runs(columns["N"], columns["D"], columns["C"])
-  return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget, flops)
+  return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget, flops, shared)
 
 
-def _combine_repeats(columns: dict[str, np.ndarray], repeats: str, other_columns) -> dict[str, np.ndarray]:
+def _combine_repeats(columns: dict[str, np.ndarray], repeats: str,
+                     other_columns) -> tuple[dict[str, np.ndarray], tuple[SharedRuns, ...]]:
   """``make_runs``'s treatment of runs that share N and D: the columns with those runs kept, each group's best,
-  or each group's mean loss."""
+  or each group's mean loss; and the groups as they were."""
   if repeats not in REPEATS:
     raise AnalysisError(f"repeats={repeats!r}: choose one of {', '.join(REPEATS)}")
-  keys = np.column_stack([columns[name] for name in ("N", "D", "C") if name in columns])
+  keys = np.column_stack([columns[name] for name in ("N", "D", "C")])
   _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
   inverse = inverse.ravel()
   sizes = np.bincount(inverse)
   if sizes.max() == 1:
-    return columns
+    return columns, ()
   groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(sizes > 1)]
   differ = [name for name, values in other_columns.items() if any(len({values[i] for i in g}) > 1 for g in groups)]
+  shared = tuple(
+    SharedRuns(float(columns["N"][g[0]]), float(columns["D"][g[0]]), columns["L"][g],
+               {name: tuple(str(other_columns[name][i]) for i in g) for name in differ})
+    for g in sorted(groups, key=lambda g: (columns["N"][g[0]], columns["D"][g[0]]))
+  )
   if repeats == "all":
-    shared = sizes[inverse] > 1
     warn(
-      f"{np.sum(sizes > 1)} group(s) of runs share their N and D ({shared.sum()} runs"
+      f"{len(groups)} group(s) of runs share their N and D ({sum(map(len, groups))} runs"
       + (f", told apart by {', '.join(differ)}" if differ else "")
       + "), and each run is fitted as a point of its own: pass --repeats best to keep each group's lowest loss "
       "(a learning-rate or other hyperparameter sweep) or --repeats mean to average its losses (seeds)"
     )
-    return columns
+    return columns, shared
   if repeats == "best":
     by_loss = np.lexsort((columns["L"], inverse))  # by group, then loss: each group's best comes first
     keep = np.sort(by_loss[np.r_[True, np.diff(inverse[by_loss]) != 0]])
     for name in differ:
-      _warn_best_at_an_end(name, other_columns[name], groups, keep)
-    return {name: values[keep] for name, values in columns.items()}
+      _warn_best_at_an_end(name, shared)
+    return {name: values[keep] for name, values in columns.items()}, shared
   keep = np.sort(first)
   combined = {name: values[keep] for name, values in columns.items()}
   combined["L"] = (np.bincount(inverse, weights=columns["L"]) / sizes)[inverse[keep]]
-  return combined
+  return combined, shared
 
 
-def _warn_best_at_an_end(name: str, values, groups: list[np.ndarray], best: np.ndarray) -> None:
-  """Warn when, in groups that tried 3 or more numeric values of ``name`` (a learning rate), the best run
+def _warn_best_at_an_end(name: str, shared: tuple[SharedRuns, ...]) -> None:
+  """Warn when, in groups that tried 3 or more numeric values of ``name`` (a learning rate), the lowest loss
   has the smallest or largest: its optimum may lie beyond what was tried."""
-  try:
-    numbers = np.array([float(v) for v in values])
-  except ValueError:  # not a number (a dataset's name): no order to be at the end of
-    return
   ends = {"smallest": 0, "largest": 0}
   tried = 0
-  for group in groups:
-    if len(np.unique(numbers[group])) >= 3:
+  for group in shared:
+    numbers = group.numeric(name)
+    if numbers is not None and len(np.unique(numbers)) >= 3:
       tried += 1
-      value = numbers[np.intersect1d(group, best)[0]]
-      ends["smallest"] += value == numbers[group].min()
-      ends["largest"] += value == numbers[group].max()
+      value = numbers[group.best]
+      ends["smallest"] += value == numbers.min()
+      ends["largest"] += value == numbers.max()
   for end, count in ends.items():
     if count:
       warn(f"--repeats best: in {count} of {tried} group(s) that tried 3 or more values of {name}, the lowest loss "
@@ -833,13 +927,18 @@ def _fit_joint(objective: Callable, bounds, runs: Runs, starts: np.ndarray, delt
     return minimize(objective, x, args=data, jac=True, method="L-BFGS-B", bounds=bounds, options=POLISH_OPTIONS)
 
 
+def log_D_spread(N, D) -> float:
+  """The RMS of ln D about its least-squares line in ln N: how far D varies apart from N."""
+  log_N, log_D = np.log(N), np.log(D)
+  return float(np.sqrt(np.mean((log_D - np.polyval(np.polyfit(log_N, log_D, 1), log_N)) ** 2)))
+
+
 def _warn_about_fit(runs: Runs, law: JointLaw) -> None:
   """Warn when ln D is nearly a linear function of ln N among the runs (one budget, or a fixed
   tokens-per-parameter design), where the law extrapolates from a line, and when its E is about 0 (a fitted
   ln E below -20)."""
   method = law.method
-  log_N, log_D = np.log(runs.N), np.log(runs.D)
-  spread = np.sqrt(np.mean((log_D - np.polyval(np.polyfit(log_N, log_D, 1), log_N)) ** 2))
+  spread = log_D_spread(runs.N, runs.D)
   if spread < MIN_LOG_D_SPREAD:
     warn(
       f"{method}: D is almost a power of N among the runs (ln D lies within {spread:.3g} RMS of a line in "

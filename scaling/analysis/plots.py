@@ -5,6 +5,7 @@ Uses matplotlib's object-oriented API (Figure, Agg canvas), so no display or pyp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,50 @@ def plot_learning_curves(curves, budgets=()) -> Figure:
   return fig
 
 
+def _file_name(text: str) -> str:
+  """``text`` with every character but letters, digits, '.', '-' and '_' as '_': a column's name in a file's."""
+  return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def swept_settings(shared) -> list[str]:
+  """The settings that vary among runs sharing N and D, with numbers for values wherever they vary (a
+  learning rate, not a dataset's name), seeds left out (their numbers have no order to draw a curve along)."""
+  names = dict.fromkeys(name for group in shared for name in group.varied() if name.split(".")[-1] != "seed")
+  return [name for name in names
+          if all(group.numeric(name) is not None for group in shared if name in group.varied())]
+
+
+def plot_setting_sweep(shared, name: str) -> Figure:
+  """Loss against setting ``name`` for each group of runs that share N and D and vary it, coloured by N: on the
+  left the loss, on the right its excess over the group's lowest (the curves' shapes side by side). A line
+  joins each value's mean loss (over what else varies: seeds), a dot marks each run, a star the lowest loss;
+  the axis of ``name`` is logarithmic where every value is positive."""
+  fig, axes = _figure(ncols=2)
+  swept = [group for group in shared if name in group.varied()]
+  sizes = np.array([group.N for group in swept])
+  norm = colors.LogNorm(sizes.min(), sizes.max() * 1.0001)
+  log_x = all(np.all(group.numeric(name) > 0) for group in swept)
+  for ax, relative in zip(axes, (False, True)):
+    for group in swept:
+      color = cm.viridis(norm(group.N))
+      x = group.numeric(name)
+      y = 100 * (group.L / group.L[group.best] - 1) if relative else group.L
+      values = np.unique(x)
+      ax.plot(values, [y[x == v].mean() for v in values], color=color, lw=1.2, marker="o", ms=3)
+      ax.scatter(x, y, color=color, s=10, alpha=0.5)
+      ax.scatter(x[group.best], y[group.best], color=color, marker="*", s=120, edgecolors="black", linewidths=0.5,
+                 zorder=3)
+    if log_x:
+      ax.set_xscale("log")
+    ax.set_xlabel(name)
+  _log_loss_axis(axes[0])
+  axes[1].set_ylabel("loss above the group's lowest [%]")
+  axes[0].set_title(f"Loss against {name}, runs of one N and D joined (star: lowest)")
+  axes[1].set_title("The same, relative to each group's lowest loss")
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
+  return fig
+
+
 def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
   runs = analysis.runs
@@ -337,6 +382,8 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
     figures["L(N, D) contours"] = ("loss_contours", lambda: plot_loss_contours(runs, analysis.approach3, budgets))
   if analysis.kaplan is not None:
     figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan))
+  for name in swept_settings(runs.shared):
+    figures[f"Loss against {name}"] = (f"sweep_{_file_name(name)}", lambda name=name: plot_setting_sweep(runs.shared, name))
   if analysis.curves:
     figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}

@@ -80,6 +80,69 @@ def _compute_lines(a) -> list[str]:
   return [source, "", cost, ""]
 
 
+def _value(text: str) -> str:
+  """A setting's value as the CSV has it, a number shortened."""
+  try:
+    return f"{float(text):.4g}"
+  except ValueError:
+    return text
+
+
+def _shared_section(a) -> list[str]:
+  shared = a.runs.shared
+  what = {"all": "each run was fitted as a point of its own", "best": "the lowest loss of each group was fitted",
+          "mean": "the mean loss of each group was fitted"}[a.repeats]
+  tried = ["; ".join(f"{name}: {', '.join(_value(v) for v in sorted(set(group.settings[name]), key=_sort_key))}"
+                     for name in group.varied()) or "-" for group in shared]
+  same = len(set(tried)) == 1
+  rows = []
+  for group, values in zip(shared, tried, strict=True):
+    best = group.best
+    optimum = group.optimum()
+    rows.append([
+      _num(group.N),
+      _num(group.D),
+      str(len(group.L)),
+      *([] if same else [values]),
+      ", ".join(f"{name}={_value(group.settings[name][best])}" for name in group.varied()) or "-",
+      _num(group.L[best]),
+      f"+{group.L.max() / group.L[best] - 1:.1%}",
+      f"{optimum[0]}={optimum[1]:.4g}" if optimum else "-",
+    ])
+  lines = [
+    f"{len(shared)} group(s) of runs share their N and D"
+    + (f", each trying {tried[0]}" if same and tried[0] != "-" else "")
+    + f"; {what} (--repeats {a.repeats}). Optimum: the vertex of a parabola in ln(value) through the lowest loss "
+    "and its two neighbours, where one numeric setting varies and its lowest loss is not at an end of the values "
+    "tried.",
+    "",
+    *_table(["N", "D", "runs", *([] if same else ["values tried"]), "lowest loss at", "lowest loss",
+             "highest, above lowest", "optimum"], rows),
+  ]
+  for law in a.setting_laws:
+    intervals = ", ".join(f"{q} [{_num(e.lo)}, {_num(e.hi)}]" for q, e in law.exponents.items())
+    lines += [
+      f"The optimum of {law.name} as a power law, least squares in logs through the {law.n_groups} groups that have "
+      f"one: {law.name} ≈ {_power_law(law)} ({INTERVAL_LEVEL:.0%} t-intervals of the exponents: {intervals}; "
+      f"RMS residual {law.rms:.1%} in ln {law.name}).",
+      "",
+    ]
+  return lines
+
+
+def _power_law(law) -> str:
+  """A SettingLaw as k N^x D^y."""
+  return " ".join([_num(law.k), *(f"{q}^{e.value:.4f}" for q, e in law.exponents.items())])
+
+
+def _sort_key(text: str) -> tuple:
+  """Numbers in numeric order, before other values in text order."""
+  try:
+    return (0, float(text), "")
+  except ValueError:
+    return (1, 0.0, text)
+
+
 def _approach3_section(a) -> list[str]:
   law = a.approach3
   if law is None:
@@ -275,6 +338,8 @@ def render_report(a) -> str:
     ("Predictions", _predictions_section),
     ("Hold-out check", _holdout_section),
   ]
+  if a.runs.shared:
+    sections.insert(1, ("Runs that share N and D", _shared_section))
   lines = ["# Scaling-law analysis", ""]
   for title, render in sections:
     lines += [f"## {title}", "", *render(a)]
@@ -311,6 +376,8 @@ def summary(a) -> str:
       f"Kaplan L(N, D): E={_num(law.E)} N_c={_num(law.Nc)} D_c={_num(law.Dc)} alpha_N={_num(law.alpha_N)} "
       f"alpha_D={_num(law.alpha_D)} a={law.a:.4f} b={law.b:.4f} ({a.kaplan_joint_seconds:.1f} s)"
     )
+  for law in a.setting_laws:
+    lines.append(f"optimum {law.name} ~ {_power_law(law)} ({law.n_groups} groups)")
   for p in a.predictions:
     lines.append(f"predict C={_num(p.C)} ({p.method}): N={_est(p.N)} D={_est(p.D)} L={_est(p.L)}")
   return "\n".join(lines)
