@@ -607,13 +607,19 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   assert law.exponents["D"].value == pytest.approx(0.1, abs=1e-9)
   assert law.k == pytest.approx(2e-3 * 3e7**0.3 * 1e9**-0.1, rel=1e-8)
   assert law(5e7, 1e10) == pytest.approx(lr_star(5e7, 1e10), rel=1e-8)
-  text = "\n".join(report._shared_section(analyze_module.Analysis(str(path), 72, runs, {}, {}, "best", setting_laws=[law])))
+  assert law.N_range == (1e7, 1e8)
+  analysis = analyze_module.Analysis(str(path), 72, runs, {}, {}, "best", setting_laws=[law], predictions=[
+    fits.Prediction("approach 3", 1e20, fits.Estimate(5e8), fits.Estimate(3e10), fits.Estimate(2.5)),
+    fits.Prediction("approach 2", 1e20, fits.Estimate(4e8), fits.Estimate(4e10), None)])
+  text = "\n".join(report._shared_section(analysis))
   lowest = runs.shared[0]
   row = (f"| 1e+07 | {lowest.D:.5g} | 8 | optim.lr={float(lowest.settings['optim.lr'][lowest.best]):.4g} | "
          f"{lowest.L.min():.5g} | +{lowest.L.max() / lowest.L.min() - 1:.1%} | optim.lr={lr_star(1e7, lowest.D):.4g} |")
   assert row in text
   assert "9 group(s) of runs share their N and D, each trying optim.lr: 0.00025, 0.0005, 0.001, " in text
   assert "optim.lr ≈ " + f"{law.k:.5g} N^-0.3000 D^0.1000" in text
+  assert f"| 1e+20 | approach 3 | 5e+08 | 3e+10 | {lr_star(5e8, 3e10):.4g} |" in text  # the law at N*, D*
+  assert f"| 1e+20 | approach 2 | 4e+08 | 4e+10 | {lr_star(4e8, 4e10):.4g} |" in text
   assert plots.swept_settings(runs.shared) == ["optim.lr"]
   fig = plots.plot_setting_sweep(runs.shared, "optim.lr")
   absolute, relative = fig.axes[:2]

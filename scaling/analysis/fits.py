@@ -164,6 +164,7 @@ class SettingLaw:
   exponents: dict[str, Estimate]  # "N" (and "D") -> exponent
   n_groups: int
   rms: float  # RMS of the residuals of ln(value)
+  N_range: tuple[float, float]  # the smallest and largest N fitted
 
   def __call__(self, N, D):
     value = self.k * np.asarray(N, dtype=float) ** self.exponents["N"].value
@@ -196,7 +197,7 @@ def fit_setting_laws(shared: Sequence[SharedRuns]) -> list[SettingLaw]:
     exponents = {q: Estimate(float(coef[j]), float(coef[j] - half[j]), float(coef[j] + half[j]))
                  for j, q in ((1, "N"), (2, "D")) if j < len(coef)}
     laws.append(SettingLaw(name, float(np.exp(coef[0])), exponents, len(points),
-                           float(np.sqrt(np.mean(residuals**2)))))
+                           float(np.sqrt(np.mean(residuals**2))), (float(N.min()), float(N.max()))))
   return laws
 
 

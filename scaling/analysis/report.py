@@ -119,6 +119,7 @@ def _shared_section(a) -> list[str]:
     *_table(["N", "D", "runs", *([] if same else ["values tried"]), "lowest loss at", "lowest loss",
              "highest, above lowest", "optimum"], rows),
   ]
+  allocations = [p for p in a.predictions if p.N is not None and p.D is not None]
   for law in a.setting_laws:
     intervals = ", ".join(f"{q} [{_num(e.lo)}, {_num(e.hi)}]" for q, e in law.exponents.items())
     lines += [
@@ -127,6 +128,15 @@ def _shared_section(a) -> list[str]:
       f"RMS residual {law.rms:.1%} in ln {law.name}).",
       "",
     ]
+    if allocations:
+      lines += [
+        f"{law.name} by that law at the predicted compute-optimal N and D (fitted on N from {_num(law.N_range[0])} "
+        f"to {_num(law.N_range[1])}; beyond them, an extrapolation):",
+        "",
+        *_table(["C [FLOP]", "method", "N", "D", law.name],
+                [[_num(p.C), p.method, _num(p.N.value), _num(p.D.value), f"{law(p.N.value, p.D.value):.4g}"]
+                 for p in allocations]),
+      ]
   return lines
 
 
