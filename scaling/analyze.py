@@ -342,7 +342,8 @@ def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predi
 
 
 def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progress: bool, workers: int) -> None:
-  """Fit approaches 3, 2, 1 and Kaplan's L(N, D) and L(N) into ``result``, skipping (with a warning) what fails."""
+  """Fit approaches 3, 2, 1 and Kaplan's L(N, D) and L(N) into ``result``, skipping (with a warning) what fails;
+  AnalysisError when all of the first four fail and there are no runs sharing N and D to report on."""
   runs = result.runs
 
   def joint(fit, attribute):
@@ -366,7 +367,7 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
       setattr(result, attribute, fit())
     except AnalysisError as err:
       errors.append(f"{label}: {err}")
-  if len(errors) == len(methods):
+  if len(errors) == len(methods) and not runs.shared:  # with runs that share N and D, their table is a result
     raise AnalysisError("no method could be fitted: " + "; ".join(errors))
   for message in errors:
     warn(f"skipped {message}")

@@ -576,13 +576,13 @@ def test_optimum_of_a_swept_setting_is_the_parabola_vertex():
     assert SharedRuns(1e8, 2e9, np.asarray(losses, dtype=float), settings).optimum() is None, case
 
 
-def setting_sweep_csv(path: Path, lrs, lr_star, seeds=(0,)) -> Path:
-  """A learning-rate sweep over 3 sizes at 3 budgets: losses TRUE_LAW's times 1 + 0.02 ln(lr / lr_star(N, D))^2
+def setting_sweep_csv(path: Path, lrs, lr_star, seeds=(0,), sizes=(1e7, 3e7, 1e8), budgets=(1e17, 1e18, 1e19)) -> Path:
+  """A learning-rate sweep over ``sizes`` at ``budgets``: losses TRUE_LAW's times 1 + 0.02 ln(lr / lr_star(N, D))^2
   (plus 0.1% per seed), in our results.csv format with optim.lr and seed columns."""
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow([*RESULTS_HEADER, "optim.lr", "seed"])
-    for n, c in itertools.product((1e7, 3e7, 1e8), (1e17, 1e18, 1e19)):
+    for n, c in itertools.product(sizes, budgets):
       d = c / (6 * n)
       for lr, seed in itertools.product(lrs, seeds):
         loss = TRUE_LAW.loss(n, d) * (1 + 0.02 * math.log(lr / lr_star(n, d)) ** 2) * (1 + 1e-3 * seed)
@@ -636,6 +636,25 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   group = runs.shared[0]
   np.testing.assert_allclose(line.get_ydata(), [group.L[[0, 1]].mean(), group.L[[2, 3]].mean(), group.L[[4, 5]].mean()])
   assert plots.swept_settings(runs.shared) == ["optim.lr"]  # not seed: no order to draw along
+
+
+def test_a_setting_sweep_too_small_for_any_law_still_gets_its_report(tmp_path):
+  path = setting_sweep_csv(tmp_path / "results.csv", (1e-3, 2e-3, 4e-3), lambda n, d: 2e-3, sizes=(1e7, 3e7),
+                           budgets=(1e17, 1e18))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", AnalysisWarning)
+    result = analyze(path, tmp_path / "out", n_boot=0, repeats="best")
+  assert all(fit is None for fit in (result.approach3, result.approach2, result.approach1, result.kaplan_joint))
+  assert sum(str(w.message).startswith("skipped approach 3: approach 3 needs at least 10 runs") for w in caught) == 1
+  text = (tmp_path / "out" / "report.md").read_text()
+  assert "4 group(s) of runs share their N and D, each trying optim.lr: 0.001, 0.002, 0.004; the lowest loss" in text
+  # in each of the 4 rows: the lowest loss at 0.002 and, the row's last cell, the optimum
+  assert text.count("| optim.lr=0.002 |") == 8 and text.count("| optim.lr=0.002 |\n") == 4
+  assert result.plots["Loss against optim.lr"] == "sweep_optim.lr.png"
+  assert (tmp_path / "out" / "sweep_optim.lr.svg").exists()
+  with pytest.raises(AnalysisError, match="no method could be fitted"):  # the same runs without the sweep's column
+    analyze(write_csv(tmp_path / "best.csv", ["N", "D", "loss"], [[g.N, g.D, g.L.min()] for g in result.runs.shared]),
+            tmp_path / "out2", n_boot=0)
 
 
 def test_loss_falls_back_to_train_loss(tmp_path):
