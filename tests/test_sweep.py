@@ -161,6 +161,18 @@ def test_cpu_isoflop_design():
   assert {r.config.data.dataset for r in runs} == {"pystdlib"}
 
 
+def test_cpu_lr_sweep_is_cpu_isoflops_two_smallest_designs_at_four_learning_rates():
+  runs = sweep.load_experiment("experiments/cpu_lr_sweep.py")
+  isoflop = {(r.size, r.config.train.steps, r.config.train.batch_size): r for r in
+             sweep.load_experiment("experiments/cpu_isoflop.py") if r.flops < 2e12}
+  assert len(runs) == 4 * len(isoflop) == 32
+  shapes = {}
+  for r in runs:
+    shapes.setdefault((r.size, r.config.train.steps, r.config.train.batch_size), []).append(r.config.optim.lr)
+  assert shapes.keys() == isoflop.keys()  # the same shapes, steps and batches
+  assert all(sorted(lrs) == [1e-3, 3e-3, 1e-2, 3e-2] for lrs in shapes.values())
+
+
 def test_accelerator_experiments_expand():
   chinchilla = sweep.load_experiment("experiments/chinchilla_isoflop.py")
   _check_isoflop(chinchilla, (1e17, 3e17, 1e18, 3e18, 1e19), 5)

@@ -383,7 +383,8 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   if analysis.kaplan is not None:
     figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan))
   for name in swept_settings(runs.shared):
-    figures[f"Loss against {name}"] = (f"sweep_{_file_name(name)}", lambda name=name: plot_setting_sweep(runs.shared, name))
+    figures[f"Loss against {name}"] = (f"sweep_{_file_name(name)}",
+                                       lambda name=name: plot_setting_sweep(runs.shared, name))
   if analysis.curves:
     figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}
