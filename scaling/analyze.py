@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling import raise_on_ctrl_c
 from scaling.analysis import plots, report
 from scaling.analysis.fits import (
   HUBER_DELTA,
@@ -422,6 +423,7 @@ def main(argv=None) -> int:
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
 
+  raise_on_ctrl_c()  # caught below, after the worker processes are stopped
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", AnalysisWarning)  # printed below, from the result

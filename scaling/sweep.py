@@ -48,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scaling import raise_on_ctrl_c
 from scaling.errors import UserError
 
 if TYPE_CHECKING:
@@ -903,8 +904,7 @@ def main(argv: list[str] | None = None) -> int:
       return exec_main(argv[1:])
     args, launcher_options = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    # Ctrl-C as well when the sweep started with SIGINT ignored (`cmd &` in a script, nohup), as training does.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise_on_ctrl_c()  # also when the sweep started with SIGINT ignored, as training does
     rows = run_sweep(args.experiment, args.launcher, root=args.root, only=args.only, dry_run=args.dry_run,
                      jobs=args.jobs, wait=args.wait, collect=args.collect, launcher_options=launcher_options)
   except UserError as e:

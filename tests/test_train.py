@@ -134,3 +134,29 @@ def test_rewind_drops_later_records_and_a_line_cut_short(tmp_path, caplog):
     train.rewind_metrics(str(tmp_path), 2)
   assert (tmp_path / "metrics.jsonl").read_text() == "".join(lines[:2])
   assert "dropped 1 line(s) cut short" in caplog.text and not (tmp_path / "metrics.jsonl.tmp").exists()
+
+
+def test_ctrl_c_while_the_command_starts_ends_it_at_once_by_the_signal(tmp_path):
+  """Until the training loop takes Ctrl-C over (to save a checkpoint), it ends `python -m scaling.train` at once,
+  by SIGINT (a sweep reads that as stopped while starting: interrupted), with no traceback. Python's
+  KeyboardInterrupt used to print one from the imports; in JAX's import it could vanish in a garbage-collector
+  callback, the run going on; in the first compilation it came with a segfault. The workdir is left usable."""
+  with_ctrl_c = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+  command = [sys.executable, "-c", with_ctrl_c,  # a test runner may start us with SIGINT ignored
+             sys.executable, "-X", "importtime", "-m", "scaling.train", "--config=configs/lm.py:10k",
+             f"--workdir={tmp_path / 'w'}", "--config.data.dataset=synthetic", "--config.train.steps=2",
+             "--config.optim.warmup_steps=1", "--config.train.progress=false"]
+  # -X importtime writes a line as each module's import ends: "... | scaling" once the package's has (the
+  # command then imports JAX); the mesh is logged during set-up, before the parameters' initialisation compiles
+  for marker in ("| scaling\n", " mesh {"):
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = [""]
+    while marker not in lines[-1]:
+      lines.append(process.stderr.readline())
+      assert lines[-1], "".join(lines)  # ended before the marker
+    process.send_signal(signal.SIGINT)
+    err = "".join(lines) + process.stderr.read()
+    assert process.wait(timeout=60) == -signal.SIGINT, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+  finished = subprocess.run([sys.executable, *command[6:]], capture_output=True, text=True, timeout=120)
+  assert finished.returncode == 0 and "done: 2 steps" in finished.stderr, finished.stderr
