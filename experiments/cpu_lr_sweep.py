@@ -4,10 +4,11 @@ trained at 4 learning rates (32 runs), to see how the best learning rate moves w
   python -m scaling.sweep --experiment experiments/cpu_lr_sweep.py --jobs 2
   python -m scaling.analyze runs/cpu_lr_sweep/results.csv --out runs/cpu_lr_sweep/analysis --repeats best
 
-Took 22 minutes with --jobs 2 on a 2-core CPU. results.csv gets an optim.lr column; the analysis keeps each point's lowest loss (--repeats best), tables
-each point's sweep with the optimum between the grid's values, fits the optima with a power law in N and D,
-and plots loss against the learning rate. Two budgets give too few points for the laws of loss, which
-the analysis skips with a warning: add cpu_isoflop.py's larger budgets for those.
+Took 22 minutes with --jobs 2 on a 2-core CPU. results.csv gets an optim.lr column; the analysis keeps each
+point's lowest loss (--repeats best), tables each point's sweep with the optimum between the grid's values,
+fits the optima with a power law in N and D, and plots loss against the learning rate. Two budgets give too
+few points for the laws of loss, which the analysis skips with a warning: add cpu_isoflop.py's larger
+budgets for those.
 """
 
 from configs import lm
