@@ -330,11 +330,12 @@ def train(config, workdir: str) -> dict:
       "device_kind": device_kind, "num_devices": jax.device_count(), "config": config.to_dict(),
   }
   if lead:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    path = os.path.join(workdir, "summary.json")
+    with open(path + ".tmp", "w") as f:  # then renamed: a run stopped while writing it leaves no half summary
       json.dump(summary, f, indent=2, default=str)
+    os.replace(path + ".tmp", path)
     log.info("done: %d steps, train loss %.4f, eval loss %s; summary in %s", step, summary["train_loss"] or float("nan"),
-             f"{summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "n/a",
-             os.path.join(workdir, "summary.json"))
+             f"{summary['eval_loss']:.4f}" if summary["eval_loss"] is not None else "n/a", path)
   return summary
 
 
