@@ -63,11 +63,13 @@ class Curve:
   """A run's logged train losses against the tokens and compute spent so far, and its final eval loss."""
 
   run_id: str
+  line: int  # in the CSV
   N: float
   tokens: np.ndarray
   compute: np.ndarray
   loss: np.ndarray
   eval_loss: float
+  fitted: bool = True  # False: left out by --repeats best
 
 
 @dataclass
@@ -185,12 +187,17 @@ def load_runs(
     budgets=budgets,
     budget_tol=budget_tol,
     drop_highest_loss=drop_highest_loss,
-    row_names=[f"line {line}" for line, _ in rows],
+    row_names=[_row_name(line) for line, _ in rows],
     names={quantity: f"column {name!r}" for quantity, name in columns.items()},
     repeats=repeats,
     other_columns=other_columns,
   )
   return runs, n_rows, columns
+
+
+def _row_name(line: int) -> str:
+  """A CSV row's name in messages, and in the runs that share N and D."""
+  return f"line {line}"
 
 
 def _check_one_corpus(rows, csv_path) -> None:
@@ -227,9 +234,10 @@ def load_curves(csv_path) -> list[Curve]:
   tokens and compute of a record at step s are s / steps of the run's D and C."""
   root = Path(csv_path).parent
   with open(csv_path, newline="") as f:
-    rows = [r for r in csv.DictReader(f) if (r.get("status") or "ok").strip() == "ok" and r.get("run_id")]
+    rows = [(line, r) for line, r in enumerate(csv.DictReader(f), start=2)
+            if (r.get("status") or "ok").strip() == "ok" and r.get("run_id")]
   curves = []
-  for row in rows:
+  for line, row in rows:
     workdir = root / row["run_id"]
     try:
       summary = json.loads((workdir / "summary.json").read_text())
@@ -241,7 +249,7 @@ def load_curves(csv_path) -> list[Curve]:
       continue
     steps = np.array([r["step"] for r in train], dtype=float)
     eval_loss = summary.get("eval_loss")
-    curves.append(Curve(row["run_id"], float(summary["N"]), steps * summary["D"] / summary["steps"],
+    curves.append(Curve(row["run_id"], line, float(summary["N"]), steps * summary["D"] / summary["steps"],
                         steps * summary["C"] / summary["steps"], np.array([r["loss"] for r in train]),
                         math.nan if eval_loss is None else float(eval_loss)))
   return curves
@@ -306,6 +314,10 @@ def analyze(
       except AnalysisError as err:
         warn(f"hold-out check skipped: {err}")
     result.curves = load_curves(csv_path)
+    if repeats == "best":  # the curves of the runs not fitted are drawn faint
+      left_out = {name for group in runs.shared for i, name in enumerate(group.rows) if i != group.best}
+      for curve in result.curves:
+        curve.fitted = _row_name(curve.line) not in left_out
     out_dir.mkdir(parents=True, exist_ok=True)
     result.plots = plots.make_plots(result, out_dir)
     result.warnings = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]

@@ -641,6 +641,7 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
 def test_a_setting_sweep_too_small_for_any_law_still_gets_its_report(tmp_path):
   path = setting_sweep_csv(tmp_path / "results.csv", (1e-3, 2e-3, 4e-3), lambda n, d: 2e-3, sizes=(1e7, 3e7),
                            budgets=(1e17, 1e18))
+  write_workdirs(path, 11)  # the 12th run's metrics are cut short
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", AnalysisWarning)
     result = analyze(path, tmp_path / "out", n_boot=0, repeats="best")
@@ -651,6 +652,12 @@ def test_a_setting_sweep_too_small_for_any_law_still_gets_its_report(tmp_path):
   # in each of the 4 rows: the lowest loss at 0.002 and, the row's last cell, the optimum
   assert text.count("| optim.lr=0.002 |") == 8 and text.count("| optim.lr=0.002 |\n") == 4
   assert result.plots["Loss against optim.lr"] == "sweep_optim.lr.png"
+  assert len(result.curves) == 11  # each point's best run drawn as usual, the others faint
+  assert sorted(c.run_id for c in result.curves if c.fitted) == sorted(
+    f"n{n:g}-c{c:g}-lr0.002-s0" for n, c in itertools.product((1e7, 3e7), (1e17, 1e18)))
+  tokens = plots.plot_learning_curves(result.curves).axes[0]
+  assert sorted(line.get_alpha() for line in tokens.lines) == [0.2] * 7 + [0.8] * 4
+  assert len(tokens.collections) == 4 and tokens.get_title().endswith("; faint: not fitted")  # the eval dots
   assert (tmp_path / "out" / "sweep_optim.lr.svg").exists()
   with pytest.raises(AnalysisError, match="no method could be fitted"):  # the same runs without the sweep's column
     analyze(write_csv(tmp_path / "best.csv", ["N", "D", "loss"], [[g.N, g.D, g.L.min()] for g in result.runs.shared]),

@@ -119,6 +119,7 @@ class SharedRuns:
   D: float
   L: np.ndarray
   settings: dict[str, tuple[str, ...]]  # column -> each row's value
+  rows: tuple[str, ...] = ()  # the rows' names, as make_runs was given them
 
   @property
   def best(self) -> int:
@@ -279,7 +280,7 @@ def make_runs(
     columns["D"] = columns["C"] / (6.0 * columns["N"])
   elif "N" not in columns:
     columns["N"] = columns["C"] / (6.0 * columns["D"])
-  columns, shared = _combine_repeats(columns, repeats, other_columns or {})
+  columns, shared = _combine_repeats(columns, repeats, other_columns or {}, row_names)
   n_rows = len(columns["L"])
   if drop_highest_loss:
     keep = np.sort(np.argsort(columns["L"], kind="stable")[: max(n_rows - drop_highest_loss, 0)])
@@ -300,8 +301,8 @@ def make_runs(
   return Runs(columns["N"], columns["D"], columns["C"], columns["L"], budget, flops, shared)
 
 
-def _combine_repeats(columns: dict[str, np.ndarray], repeats: str,
-                     other_columns) -> tuple[dict[str, np.ndarray], tuple[SharedRuns, ...]]:
+def _combine_repeats(columns: dict[str, np.ndarray], repeats: str, other_columns,
+                     row_names: list[str]) -> tuple[dict[str, np.ndarray], tuple[SharedRuns, ...]]:
   """``make_runs``'s treatment of runs that share N and D: the columns with those runs kept, each group's best,
   or each group's mean loss; and the groups as they were."""
   if repeats not in REPEATS:
@@ -316,7 +317,8 @@ def _combine_repeats(columns: dict[str, np.ndarray], repeats: str,
   differ = [name for name, values in other_columns.items() if any(len({values[i] for i in g}) > 1 for g in groups)]
   shared = tuple(
     SharedRuns(float(columns["N"][g[0]]), float(columns["D"][g[0]]), columns["L"][g],
-               {name: tuple(str(other_columns[name][i]) for i in g) for name in differ})
+               {name: tuple(str(other_columns[name][i]) for i in g) for name in differ},
+               tuple(row_names[i] for i in g))
     for g in sorted(groups, key=lambda g: (columns["N"][g[0]], columns["D"][g[0]]))
   )
   if repeats == "all":

@@ -294,21 +294,24 @@ def _smooth(x: np.ndarray, y: np.ndarray, fraction: float = 0.02) -> tuple[np.nd
 
 def plot_learning_curves(curves, budgets=()) -> Figure:
   """Each run's train loss (smoothed) against tokens and against compute, coloured by model size; a dot
-  marks its final eval loss; dotted lines mark the IsoFLOP budgets, where the runs of a budget end."""
+  marks its final eval loss; dotted lines mark the IsoFLOP budgets, where the runs of a budget end. Runs
+  the fits left out (not ``fitted``: --repeats best) are drawn faint, without a dot."""
   fig, axes = _figure(ncols=2)
   sizes = np.array([c.N for c in curves])
   norm = colors.LogNorm(sizes.min(), sizes.max() * 1.0001)
   for ax, x, label in ((axes[0], "tokens", TOKENS_LABEL), (axes[1], "compute", COMPUTE_LABEL)):
     for c in curves:
       color = cm.viridis(norm(c.N))
-      ax.plot(*_smooth(getattr(c, x), c.loss), color=color, lw=1, alpha=0.8)
-      ax.scatter(getattr(c, x)[-1], c.eval_loss, color=color, s=18, zorder=3, edgecolors="black", linewidths=0.5)
+      ax.plot(*_smooth(getattr(c, x), c.loss), color=color, lw=1 if c.fitted else 0.6, alpha=0.8 if c.fitted else 0.2)
+      if c.fitted:
+        ax.scatter(getattr(c, x)[-1], c.eval_loss, color=color, s=18, zorder=3, edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
     _log_loss_axis(ax)
     ax.set_xlabel(label)
   for C in budgets:
     axes[1].axvline(C, color="gray", ls=":", lw=1)
-  axes[0].set_title("Train loss against tokens (moving average; dots: final eval loss)")
+  axes[0].set_title("Train loss against tokens (moving average; dots: final eval loss)"
+                    + ("; faint: not fitted" if not all(c.fitted for c in curves) else ""))
   axes[1].set_title("Train loss against compute (dotted: IsoFLOP budgets)")
   fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
   return fig
