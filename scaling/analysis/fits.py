@@ -252,7 +252,7 @@ def make_runs(
   Runs that share N and D (equal values of the quantities given: a learning-rate sweep, seeds) are, with
   ``repeats``: "all", kept, each a point of its own, with a warning naming the ``other_columns`` ({name:
   each row's value}) that tell them apart; "best", the lowest loss of each group kept; "mean", one run of
-  each group with the group's mean loss.
+  each group with the group's mean loss. Either way the groups, as they were, are the Runs' ``shared``.
 
   Budgets: with ``budgets`` (nominal values) each run goes to the nearest one within a factor
   1 + budget_tol, else to none; without, runs whose sorted C differ by at most budget_tol
