@@ -1,10 +1,13 @@
 """Data: tokenizers, the synthetic source, split determinism, packing, sharding, resumption, errors."""
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,6 +371,21 @@ def test_two_processes_building_at_once(text_files, tmp_path):
   assert outputs[0][0] == outputs[1][0] and int(outputs[0][0]) > 0
   assert sum("building dataset" in err for _, err in outputs) == 1  # one built, the other waited
   assert sum("tokenized" in err for _, err in outputs) == 1
+
+
+def test_a_stopped_tokenizations_leftovers_are_removed_by_the_next(text_files, tmp_path, caplog):
+  config = make_config(dataset="files", files=text_files["glob"], data_dir=str(tmp_path))
+  path = sources.token_cache(config.data, "train")
+  tokens = (Path(path) / "tokens.bin").read_bytes()
+  shutil.rmtree(path)  # as a process stopped while it wrote the cache leaves it: its temporary directory alone
+  stale = Path(f"{path}.tmp-0123abcd")
+  stale.mkdir()
+  (stale / "tokens.bin").write_bytes(tokens[:100])
+  with caplog.at_level("INFO"):
+    assert sources.token_cache(config.data, "train") == path
+  assert not stale.exists() and (Path(path) / "tokens.bin").read_bytes() == tokens
+  assert f"removing {stale}, left by a tokenization that was stopped" in caplog.messages
+  assert glob.glob(f"{path}.tmp-*") == []
 
 
 def test_non_utf8_file_is_warned_and_skipped(text_files, tmp_path, caplog):

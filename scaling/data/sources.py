@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import sysconfig
 import time
@@ -316,6 +317,9 @@ def token_cache(data_config, split: str) -> str | None:
   if not os.path.isdir(path):
     with _locked(f"{path}.lock"):
       if not os.path.isdir(path):
+        for stale in glob.glob(f"{glob.escape(path)}.tmp-*"):  # under the lock: a build that was stopped
+          log.info("removing %s, left by a tokenization that was stopped", stale)
+          shutil.rmtree(stale, ignore_errors=True)
         _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path)
   return path
 
