@@ -6,7 +6,7 @@ import sys
 __version__ = "0.1.0"
 
 # `python -m scaling.<command>` (argv[0] is "-m" while the package imports): Ctrl-C ends the process at once, by
-# the signal, as it does most Unix tools, until the command takes it over (raise_on_ctrl_c, or training's
+# the signal, as for most Unix tools, until the command takes it over (raise_on_ctrl_c, or training's
 # checkpointing handler). Python's KeyboardInterrupt would land inside an import (a traceback), a garbage
 # collector callback (where it is swallowed and the command goes on) or an XLA compilation (a segfault). Nothing
 # is lost: what a command writes before it takes Ctrl-C over (datasets, token caches) is written atomically.
