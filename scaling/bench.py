@@ -21,6 +21,7 @@ import collections
 import gzip
 import importlib.util
 import json
+import math
 import os
 import re
 import statistics
@@ -196,9 +197,16 @@ def compile_step(config, target: str, devices: int = 1):
   sharding.check_batch(config, mesh, trainer.rules)
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=trainer.batch_sharding)
            for k, v in synthetic_batch(config).items()}
-  start = time.perf_counter()
-  compiled = trainer.train_step.lower(trainer.abstract_state(), batch).compile()
-  return config, compiled, time.perf_counter() - start, mesh.devices.flat[0]
+  # Not written to a persistent compilation cache ($JAX_COMPILATION_CACHE_DIR): a compile-only GPU's
+  # executable can't be read back here, and would be warned of.
+  min_compile_s = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", math.inf)
+  try:
+    start = time.perf_counter()
+    compiled = trainer.train_step.lower(trainer.abstract_state(), batch).compile()
+    return config, compiled, time.perf_counter() - start, mesh.devices.flat[0]
+  finally:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
 
 
 def compile_for(config, target: str, devices: int = 1) -> dict:
@@ -386,8 +394,6 @@ def main(argv=None) -> int:
       if args.devices < 1:
         raise UserError(f"--devices={args.devices} must be at least 1")
       jax.config.update("jax_platforms", "cpu")  # compiled here: no need to start a local GPU, if any
-      # A compile-only GPU's executable can't be read back here ($JAX_COMPILATION_CACHE_DIR would warn of it)
-      jax.config.update("jax_enable_compilation_cache", False)
       result = compile_for(config, args.target, args.devices)
       print(format_compiled(result))
     else:

@@ -1,5 +1,7 @@
 """Small configs, batches and trainers shared by the tests."""
 
+import os
+
 import jax
 import numpy as np
 
@@ -45,3 +47,8 @@ def assert_accumulation_is_the_big_batch(config, batch, accums=(1, 4), steps=2):
     np.testing.assert_allclose(results[0][0], logged, rtol=2e-6)
     for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(params)):
       np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a subprocess with `devices` CPU devices: this process's flags (conftest's) and the count."""
+  return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()

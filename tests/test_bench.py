@@ -59,7 +59,9 @@ def test_cli_prints_figures_and_appends_json(capsys, tmp_path):
   table = capsys.readouterr().out.splitlines()
   assert table[0].startswith("| lever | config | changes | batch x seq | ms/step |") and len(table) == 4
   ms = f"{records[1]['ms_per_step']:.1f}"
-  assert table[3].startswith(f"| scan | lm:50k | `--config.model.scan_layers=true` | 2 x 32 | {ms} | ")
+  flags = f" `XLA_FLAGS={os.environ['XLA_FLAGS']}`"  # the suite's (conftest.py)
+  assert records[1]["XLA_FLAGS"] == os.environ["XLA_FLAGS"]
+  assert table[3].startswith(f"| scan | lm:50k | `--config.model.scan_layers=true`{flags} | 2 x 32 | {ms} | ")
 
 
 def test_cli_checks_its_arguments(capsys):
@@ -235,7 +237,8 @@ def compile_for_h100(tmp_path, *args, label="-", config="configs/lm.py:1m"):
   out = tmp_path / "compiled.jsonl"
   result = subprocess.run([sys.executable, "-m", "scaling.bench", f"--config={config}", "--batch=8", "--seq=128",
                            "--target=h100", f"--json={out}", f"--label={label}", *args],
-                          env={**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache")},
+                          env={**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+                               "XLA_FLAGS": ""},  # compiled as a user would, without the suite's CPU flag
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(out.read_text().splitlines()[-1]), result.stdout

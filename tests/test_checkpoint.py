@@ -27,7 +27,7 @@ import pytest
 from orbax.checkpoint._src.serialization import serialization
 
 import checkpoint_worker as worker
-from common import make_trainer, one_batch, tiny
+from common import make_trainer, one_batch, tiny, xla_flags
 from scaling import checkpoint, metrics, train
 from scaling.data import pipeline
 
@@ -71,7 +71,7 @@ def steps_saved(workdir) -> list:
 def env(devices: int) -> dict:
   paths = [str(ROOT), str(ROOT / "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
   return {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SCALING_"))},
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
+          "XLA_FLAGS": xla_flags(devices), "JAX_PLATFORMS": "cpu",
           "PYTHONPATH": os.pathsep.join(paths)}
 
 

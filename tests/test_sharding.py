@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from common import xla_flags
 from configs import base
 from scaling import sharding
 from scaling.errors import UserError
@@ -31,7 +32,7 @@ TIMEOUT_S = 420  # a group of subprocesses is killed this long after its start, 
 def subprocess_env(devices: int, **extra) -> dict:
   """This environment with `devices` CPU devices and no cluster variables, plus `extra`."""
   env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARIABLES)}
-  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu", **extra)
+  env.update(XLA_FLAGS=xla_flags(devices), JAX_PLATFORMS="cpu", **extra)
   return env
 
 
