@@ -607,7 +607,7 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   assert law.exponents["D"].value == pytest.approx(0.1, abs=1e-9)
   assert law.k == pytest.approx(2e-3 * 3e7**0.3 * 1e9**-0.1, rel=1e-8)
   assert law(5e7, 1e10) == pytest.approx(lr_star(5e7, 1e10), rel=1e-8)
-  assert law.N_range == (1e7, 1e8)
+  assert law.ranges == {"N": (1e7, 1e8), "D": (1e17 / 6e8, 1e19 / 6e7)}
   analysis = analyze_module.Analysis(str(path), 72, runs, {}, {}, "best", setting_laws=[law], predictions=[
     fits.Prediction("approach 3", 1e20, fits.Estimate(5e8), fits.Estimate(3e10), fits.Estimate(2.5)),
     fits.Prediction("approach 2", 1e20, fits.Estimate(4e8), fits.Estimate(4e10), None)])
@@ -618,6 +618,7 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   assert row in text
   assert "9 group(s) of runs share their N and D, each trying optim.lr: 0.00025, 0.0005, 0.001, " in text
   assert "optim.lr ≈ " + f"{law.k:.5g} N^-0.3000 D^0.1000" in text
+  assert f"; fitted on N from 1e+07 to 1e+08 and D from {1e17 / 6e8:.5g} to {1e19 / 6e7:.5g})." in text
   assert f"| 1e+20 | approach 3 | 5e+08 | 3e+10 | {lr_star(5e8, 3e10):.4g} |" in text  # the law at N*, D*
   assert f"| 1e+20 | approach 2 | 4e+08 | 4e+10 | {lr_star(4e8, 4e10):.4g} |" in text
   assert plots.swept_settings(runs.shared) == ["optim.lr"]
@@ -636,6 +637,30 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   group = runs.shared[0]
   np.testing.assert_allclose(line.get_ydata(), [group.L[[0, 1]].mean(), group.L[[2, 3]].mean(), group.L[[4, 5]].mean()])
   assert plots.swept_settings(runs.shared) == ["optim.lr"]  # not seed: no order to draw along
+
+
+def test_a_setting_swept_at_one_N_gets_a_law_in_D(tmp_path):
+  """One model size trained for 4 lengths, the learning rate swept at each: its optimum as a power law of D
+  alone, in the report with the one N it holds for; the sweep's plot coloured by D."""
+  lr_star = lambda n, d: 2e-3 * (d / 1e9) ** -0.2  # noqa: E731
+  budgets = (1e17, 3e17, 1e18, 3e18)
+  path = setting_sweep_csv(tmp_path / "results.csv", np.geomspace(1e-4, 3.2e-2, 10), lr_star, sizes=(3e7,),
+                           budgets=budgets)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)  # one N: no law of the loss
+    result = analyze(path, tmp_path / "out", n_boot=0, repeats="best")
+  (law,) = result.setting_laws
+  assert list(law.exponents) == ["D"] and law.n_groups == 4 and law.rms < 1e-9
+  assert law.exponents["D"].value == pytest.approx(-0.2, abs=1e-9) and law.k == pytest.approx(2e-3 * 1e9**0.2)
+  assert law(1e9, 4e9) == pytest.approx(lr_star(3e7, 4e9), rel=1e-9)  # N plays no part
+  text = (tmp_path / "out" / "report.md").read_text()
+  assert f"optim.lr ≈ {law.k:.5g} D^-0.2000 (95% t-intervals of the exponents: D [" in text
+  assert f"; fitted on N = 3e+07 and D from {1e17 / 1.8e8:.5g} to {3e18 / 1.8e8:.5g})." in text
+  fig = plots.plot_setting_sweep(result.runs.shared, "optim.lr")
+  assert fig.axes[-1].get_ylabel() == plots.TOKENS_LABEL
+  first, last = (line.get_color() for line in fig.axes[0].lines[::3])  # the shortest run and the longest
+  assert first != last
+  assert fit_setting_laws(result.runs.shared[:1] * 3) == []  # three optima at one N and D: no variable
 
 
 def test_a_setting_sweep_too_small_for_any_law_still_gets_its_report(tmp_path):

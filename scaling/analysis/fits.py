@@ -157,25 +157,30 @@ class SharedRuns:
 
 @dataclass(frozen=True)
 class SettingLaw:
-  """A setting's optimum (``SharedRuns.optimum``) as a power law of N, and of D where the groups' D vary apart
-  from their N: value = k N^x (D^y), least squares in logs, with 95% t-intervals on the exponents."""
+  """A setting's optimum (``SharedRuns.optimum``) as a power law of N, of N and D where the groups' D vary apart
+  from their N, or of D where every group has one N: value = k N^x D^y, least squares in logs, with 95%
+  t-intervals on the exponents."""
 
   name: str
   k: float
-  exponents: dict[str, Estimate]  # "N" (and "D") -> exponent
+  exponents: dict[str, Estimate]  # "N" and/or "D" -> exponent
   n_groups: int
   rms: float  # RMS of the residuals of ln(value)
-  N_range: tuple[float, float]  # the smallest and largest N fitted
+  ranges: dict[str, tuple[float, float]]  # "N" and "D" -> the smallest and largest among the groups fitted
 
   def __call__(self, N, D):
-    value = self.k * np.asarray(N, dtype=float) ** self.exponents["N"].value
-    return value * np.asarray(D, dtype=float) ** self.exponents["D"].value if "D" in self.exponents else value
+    value = self.k
+    for q, x in (("N", N), ("D", D)):
+      if q in self.exponents:
+        value = value * np.asarray(x, dtype=float) ** self.exponents[q].value
+    return value
 
 
 def fit_setting_laws(shared: Sequence[SharedRuns]) -> list[SettingLaw]:
-  """A ``SettingLaw`` for each setting with an optimum in at least 3 groups of 2 or more distinct N; D joins N
-  where ln D varies apart from ln N (``log_D_spread`` at least MIN_LOG_D_SPREAD, as approach 3 asks) and there
-  are at least 2 more groups than coefficients."""
+  """A ``SettingLaw`` for each setting with an optimum in at least 3 groups. Its variables: N where the groups
+  have 2 or more distinct N, with D too where ln D varies apart from ln N (``log_D_spread`` at least
+  MIN_LOG_D_SPREAD, as approach 3 asks) and there are at least 2 more groups than coefficients; D alone where
+  they share one N and have 2 or more distinct D (a sweep of the training length)."""
   optima: dict[str, list[tuple[float, float, float]]] = {}
   for group in shared:
     if (optimum := group.optimum()) is not None:
@@ -183,11 +188,15 @@ def fit_setting_laws(shared: Sequence[SharedRuns]) -> list[SettingLaw]:
   laws = []
   for name, points in optima.items():
     N, D, value = np.array(points).T
-    if len(points) < 3 or len(np.unique(N)) < 2:
+    if len(points) < 3:
       continue
-    X = np.column_stack([np.ones(len(points)), np.log(N), np.log(D)])
-    if len(points) < 5 or log_D_spread(N, D) < MIN_LOG_D_SPREAD:
-      X = X[:, :2]
+    if len(np.unique(N)) >= 2:
+      variables = ["N", "D"] if len(points) >= 5 and log_D_spread(N, D) >= MIN_LOG_D_SPREAD else ["N"]
+    elif len(np.unique(D)) >= 2:
+      variables = ["D"]
+    else:
+      continue
+    X = np.column_stack([np.ones(len(points)), *(np.log({"N": N, "D": D}[q]) for q in variables)])
     log_value = np.log(value)
     coef, _, _, _ = np.linalg.lstsq(X, log_value, rcond=None)
     residuals = log_value - X @ coef
@@ -196,9 +205,10 @@ def fit_setting_laws(shared: Sequence[SharedRuns]) -> list[SettingLaw]:
     errors = np.sqrt(np.diag(scale * np.linalg.inv(X.T @ X)))
     half = errors * stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, dof) if dof else np.full_like(errors, math.nan)
     exponents = {q: Estimate(float(coef[j]), float(coef[j] - half[j]), float(coef[j] + half[j]))
-                 for j, q in ((1, "N"), (2, "D")) if j < len(coef)}
+                 for j, q in enumerate(variables, start=1)}
     laws.append(SettingLaw(name, float(np.exp(coef[0])), exponents, len(points),
-                           float(np.sqrt(np.mean(residuals**2))), (float(N.min()), float(N.max()))))
+                           float(np.sqrt(np.mean(residuals**2))),
+                           {"N": (float(N.min()), float(N.max())), "D": (float(D.min()), float(D.max()))}))
   return laws
 
 

@@ -313,7 +313,7 @@ def plot_learning_curves(curves, budgets=()) -> Figure:
   axes[0].set_title("Train loss against tokens (moving average; dots: final eval loss)"
                     + ("; faint: not fitted" if not all(c.fitted for c in curves) else ""))
   axes[1].set_title("Train loss against compute (dotted: IsoFLOP budgets)")
-  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=label)
   return fig
 
 
@@ -331,18 +331,19 @@ def swept_settings(shared) -> list[str]:
 
 
 def plot_setting_sweep(shared, name: str) -> Figure:
-  """Loss against setting ``name`` for each group of runs that share N and D and vary it, coloured by N: on the
-  left the loss, on the right its excess over the group's lowest (the curves' shapes side by side). A line
-  joins each value's mean loss (over what else varies: seeds), a dot marks each run, a star the lowest loss;
-  the axis of ``name`` is logarithmic where every value is positive."""
+  """Loss against setting ``name`` for each group of runs that share N and D and vary it, coloured by N (by D
+  where they share one N): on the left the loss, on the right its excess over the group's lowest (the curves'
+  shapes side by side). A line joins each value's mean loss (over what else varies: seeds), a dot marks each
+  run, a star the lowest loss; the axis of ``name`` is logarithmic where every value is positive."""
   fig, axes = _figure(ncols=2)
   swept = [group for group in shared if name in group.varied()]
-  sizes = np.array([group.N for group in swept])
-  norm = colors.LogNorm(sizes.min(), sizes.max() * 1.0001)
+  by, label = ("N", PARAMS_LABEL) if len({group.N for group in swept}) > 1 else ("D", TOKENS_LABEL)
+  shade = np.array([getattr(group, by) for group in swept])
+  norm = colors.LogNorm(shade.min(), shade.max() * 1.0001)
   log_x = all(np.all(group.numeric(name) > 0) for group in swept)
   for ax, relative in zip(axes, (False, True)):
-    for group in swept:
-      color = cm.viridis(norm(group.N))
+    for group, value in zip(swept, shade, strict=True):
+      color = cm.viridis(norm(value))
       x = group.numeric(name)
       y = 100 * (group.L / group.L[group.best] - 1) if relative else group.L
       values = np.unique(x)
@@ -357,7 +358,7 @@ def plot_setting_sweep(shared, name: str) -> Figure:
   axes[1].set_ylabel("loss above the group's lowest [%]")
   axes[0].set_title(f"Loss against {name}, runs of one N and D joined (star: lowest)")
   axes[1].set_title("The same, relative to each group's lowest loss")
-  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=label)
   return fig
 
 

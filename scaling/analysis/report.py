@@ -125,13 +125,13 @@ def _shared_section(a) -> list[str]:
     lines += [
       f"The optimum of {law.name} as a power law, least squares in logs through the {law.n_groups} groups that have "
       f"one: {law.name} ≈ {_power_law(law)} ({INTERVAL_LEVEL:.0%} t-intervals of the exponents: {intervals}; "
-      f"RMS residual {law.rms:.1%} in ln {law.name}).",
+      f"RMS residual {law.rms:.1%} in ln {law.name}; fitted on {_ranges(law)}).",
       "",
     ]
     if allocations:
       lines += [
-        f"{law.name} by that law at the predicted compute-optimal N and D (fitted on N from {_num(law.N_range[0])} "
-        f"to {_num(law.N_range[1])}; beyond them, an extrapolation):",
+        f"{law.name} by that law at the predicted compute-optimal N and D (beyond the N and D it was fitted on, an "
+        "extrapolation):",
         "",
         *_table(["C [FLOP]", "method", "N", "D", law.name],
                 [[_num(p.C), p.method, _num(p.N.value), _num(p.D.value), f"{law(p.N.value, p.D.value):.4g}"]
@@ -143,6 +143,12 @@ def _shared_section(a) -> list[str]:
 def _power_law(law) -> str:
   """A SettingLaw as k N^x D^y."""
   return " ".join([_num(law.k), *(f"{q}^{e.value:.4f}" for q, e in law.exponents.items())])
+
+
+def _ranges(law) -> str:
+  """The N and D a SettingLaw was fitted on: "N from a to b and D = c"."""
+  return " and ".join(f"{q} = {_num(lo)}" if lo == hi else f"{q} from {_num(lo)} to {_num(hi)}"
+                      for q, (lo, hi) in law.ranges.items())
 
 
 def _sort_key(text: str) -> tuple:
