@@ -388,6 +388,24 @@ def test_a_stopped_tokenizations_leftovers_are_removed_by_the_next(text_files, t
   assert glob.glob(f"{path}.tmp-*") == []
 
 
+def test_a_stopped_dataset_builds_leftovers_are_removed_by_the_next(tmp_path, caplog):
+  """A build stopped by a signal leaves TFDS's temporary directory beside the version's, which TFDS never reads
+  nor removes; the next build (under the lock) removes it."""
+  files = tmp_path / "texts"
+  files.mkdir()
+  (files / "a.txt").write_text("some text\n" * 50)
+  config = make_config(dataset="files", files=str(files / "*.txt"), data_dir=str(tmp_path / "data"))
+  version = Path(sources.builder(config.data).data_dir)
+  shutil.rmtree(version)  # as a build stopped part-way leaves it:
+  stale = version.parent / f"incomplete.AB12CD_{version.name}"
+  stale.mkdir()
+  (stale / "files-train.array_record-00000-of-00001").write_bytes(b"partial")
+  with caplog.at_level("INFO"):
+    assert sources.builder(config.data).is_prepared()
+  assert sorted(p.name for p in version.parent.iterdir()) == [version.name]
+  assert f"removing {stale}, left by a dataset build that was stopped" in caplog.messages
+
+
 def test_non_utf8_file_is_warned_and_skipped(text_files, tmp_path, caplog):
   config = make_config(dataset="files", files=text_files["glob"], data_dir=str(tmp_path))
   sources.builder(config.data)

@@ -191,6 +191,14 @@ def _files_config(data_config) -> TextFilesConfig:
                          text_field=data_config.text_field, val_fraction=data_config.val_fraction)
 
 
+def _remove_stale(pattern: str, what: str) -> None:
+  """Remove the directories matching `pattern` that a stopped `what` left; called under the build's lock, so
+  none is in use."""
+  for stale in glob.glob(pattern):
+    log.info("removing %s, left by a %s that was stopped", stale, what)
+    shutil.rmtree(stale, ignore_errors=True)
+
+
 def _build_text_files(cls, config: TextFilesConfig, directory: str) -> tfds.core.DatasetBuilder:
   """The prepared builder of `config`, building it first (under a lock) if no process has."""
   def make():
@@ -203,6 +211,8 @@ def _build_text_files(cls, config: TextFilesConfig, directory: str) -> tfds.core
   with _locked(os.path.join(directory, "locks", f"{builder.name}-{config.name}.lock")):
     builder, prepared = make()  # another process may have built it while this one waited
     if not prepared:
+      parent, version = os.path.split(os.fspath(builder.data_dir))  # TFDS builds into parent/incomplete.*_version
+      _remove_stale(os.path.join(glob.escape(parent), f"incomplete.*_{glob.escape(version)}"), "dataset build")
       start = time.time()
       log.info("building dataset %s (%d files under %s) into %s", builder.name, len(config.paths),
                config.root, builder.data_dir)
@@ -317,9 +327,7 @@ def token_cache(data_config, split: str) -> str | None:
   if not os.path.isdir(path):
     with _locked(f"{path}.lock"):
       if not os.path.isdir(path):
-        for stale in glob.glob(f"{glob.escape(path)}.tmp-*"):  # under the lock: a build that was stopped
-          log.info("removing %s, left by a tokenization that was stopped", stale)
-          shutil.rmtree(stale, ignore_errors=True)
+        _remove_stale(f"{glob.escape(path)}.tmp-*", "tokenization")
         _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path)
   return path
 
