@@ -235,10 +235,12 @@ def _host_and_port(address: str) -> tuple[str, int]:
   return host.strip("[]"), int(port)  # [::1]:1234
 
 
-def check_coordinator_port(address: str) -> None:
+def check_coordinator_port(address: str, remedy: str | None = None) -> None:
   """Process 0 serves the coordinator on every interface at the address's port; gRPC crashes the process
-  (a segmentation fault) when another program listens there, so see first that the port is free."""
+  (a segmentation fault) when another program listens there, so see first that the port is free. `remedy`
+  ends the error (default: choose another port in the address)."""
   _, port = _host_and_port(address)
+  remedy = remedy or f"choose another port in the address {address!r}"
   for family in (socket.AF_INET6, socket.AF_INET):  # gRPC listens on IPv6's [::] (with IPv4), else on IPv4
     try:
       with socket.socket(family) as probe:
@@ -248,9 +250,18 @@ def check_coordinator_port(address: str) -> None:
     except OSError as e:
       if e.errno in (errno.EADDRINUSE, errno.EACCES):
         raise UserError(f"distributed: process 0 serves the coordinator on port {port}, but this host cannot "
-                        f"listen there ({e.strerror}: another run's coordinator?); choose another port in the "
-                        f"address {address!r}") from None
+                        f"listen there ({e.strerror}: another run's coordinator?); {remedy}") from None
       # no IPv6 here: try IPv4; neither: leave it to jax.distributed
+
+
+def slurm_coordinator_address() -> str | None:
+  """Where jax.distributed puts an srun step's coordinator: the step's first node, port 61440 + the job id
+  % 4096 (jax's SlurmCluster; None where this jax no longer says it that way)."""
+  try:
+    from jax._src.clusters import SlurmCluster
+    return SlurmCluster.get_coordinator_address(None, None)
+  except (ImportError, AttributeError, TypeError, KeyError):
+    return None
 
 
 def wait_for_coordinator(address: str, pid: int, timeout: float) -> None:
@@ -323,6 +334,9 @@ def initialize_distributed(dist_config) -> None:
             f"and num_processes={num}, or raise config.distributed.init_timeout_s")
     initialize_or_leave(late, timeout, coordinator_address=address, num_processes=num, process_id=pid)
   else:  # the cluster environment (SLURM, TPU metadata) says the rest
+    if slurm and env.get("SLURM_PROCID") == "0" and (slurm_address := slurm_coordinator_address()):
+      check_coordinator_port(slurm_address, "jax derives the port from the SLURM job id (61440 + id % 4096), so "
+                             "a job on this node whose id differs by a multiple of 4096 has it: resubmit this one")
     late = (f"distributed: not every process of the run joined in {timeout:g} s (the cluster's environment "
             "named them); see the other processes' logs, or raise config.distributed.init_timeout_s")
     initialize_or_leave(late, timeout)

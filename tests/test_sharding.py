@@ -439,6 +439,36 @@ def test_a_coordinator_port_in_use_is_one_line(monkeypatch):
     sharding.initialize_distributed(base.get_config().distributed)
 
 
+def test_a_slurm_coordinator_port_in_use_is_one_line(monkeypatch):
+  """Under srun, jax puts the coordinator on port 61440 + job id % 4096 of the step's first node: another job
+  there whose id differs by a multiple of 4096 holds it. Task 0 says so in one line; the others go on."""
+  calls = []
+  monkeypatch.setattr(sharding.jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  monkeypatch.setattr(sharding.jax.config, "update", lambda *args: None)
+  clear_cluster_env(monkeypatch)
+  with socket.socket() as other:
+    port = free_port(61440, 65535)
+    other.bind(("", port))
+    other.listen()
+    job = port - 61440 + 4096 * 3
+    for name, value in {"SLURM_JOB_ID": str(job), "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2",
+                        "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():
+      monkeypatch.setenv(name, value)
+    assert sharding.slurm_coordinator_address() == f"localhost:{port}"
+    with pytest.raises(UserError) as error:
+      sharding.initialize_distributed(base.get_config().distributed)
+    assert str(error.value) == (
+        f"distributed: process 0 serves the coordinator on port {port}, but this host cannot listen there "
+        "(Address already in use: another run's coordinator?); jax derives the port from the SLURM job id "
+        "(61440 + id % 4096), so a job on this node whose id differs by a multiple of 4096 has it: resubmit this one")
+    assert calls == []
+    monkeypatch.setenv("SLURM_PROCID", "1")  # the other tasks connect to it
+    sharding.initialize_distributed(base.get_config().distributed)
+  monkeypatch.setenv("SLURM_PROCID", "0")  # free again
+  sharding.initialize_distributed(base.get_config().distributed)
+  assert calls == [{"initialization_timeout": 360}] * 2
+
+
 def test_a_coordinator_out_of_reach_is_one_line(monkeypatch):
   """A process other than 0 waits for the coordinator (process 0 may start later), then stops in one line
   at config.distributed.init_timeout_s, where jax.distributed would abort with a stack dump."""
