@@ -35,6 +35,7 @@ from scaling.analysis.fits import (
   IsoFLOPFit,
   KaplanFit,
   KaplanLaw,
+  LossAt,
   Prediction,
   Runs,
   SettingLaw,
@@ -47,6 +48,7 @@ from scaling.analysis.fits import (
   fit_kaplan_joint,
   fit_setting_laws,
   holdout_check,
+  loss_at,
   make_runs,
   predict,
   warn,
@@ -91,6 +93,8 @@ class Analysis:
   kaplan_joint_seconds: float = math.nan
   setting_laws: list[SettingLaw] = field(default_factory=list)  # optima of settings swept at one N and D
   predictions: list[Prediction] = field(default_factory=list)
+  losses_at: list[LossAt] = field(default_factory=list)  # the --at allocations, by each L(N, D) law
+  losses_at_asked: int = 0  # how many --at allocations were asked for
   holdout: HoldoutCheck | None = None
   warnings: list[str] = field(default_factory=list)
   plots: dict[str, str] = field(default_factory=dict)  # title -> PNG file name
@@ -267,6 +271,7 @@ def analyze(
   drop_highest_loss: int = 0,
   repeats: str = "all",
   predict_budgets=None,
+  at=(),
   n_boot: int = 500,
   seed: int = 0,
   holdout: bool = True,
@@ -278,12 +283,13 @@ def analyze(
 
   A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
   unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
-  (or C) in the data and 10x and 100x it. ``workers`` processes share the starts of approach 3 and of
+  (or C) in the data and 10x and 100x it. ``at``: (N, D) allocations whose loss the L(N, D) laws predict,
+  beside their compute-optimal loss at the same compute. ``workers`` processes share the starts of approach 3 and of
   Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1 needs
   the ``if __name__ == "__main__":`` guard).
   """
   out_dir = Path(out_dir)
-  _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed, huber_delta,
+  _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, at, n_boot, seed, huber_delta,
                   workers)
   with warnings.catch_warnings(record=True) as caught, worker_pool(workers):
     warnings.simplefilter("always")
@@ -307,6 +313,9 @@ def analyze(
     for C in predict_budgets or (C_max, 10 * C_max, 100 * C_max):
       result.predictions += predict(float(C), runs.flops, result.approach3, result.approach2, result.approach1,
                                     result.kaplan_joint)
+    result.losses_at_asked = len(at)
+    for N, D in at:
+      result.losses_at += loss_at(float(N), float(D), runs.flops, result.approach3, result.kaplan_joint)
     if holdout:
       joint_laws = tuple(type(law) for law in (result.approach3, result.kaplan_joint) if law is not None)
       try:
@@ -327,13 +336,16 @@ def analyze(
   return result
 
 
-def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predict_budgets, n_boot, seed,
+def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predict_budgets, at, n_boot, seed,
                     huber_delta, workers) -> None:
   """Raise AnalysisError for a setting no analysis can use, before any fit runs."""
   for flag, values in (("--budgets", budgets), ("--predict", predict_budgets)):
     for C in values or ():
       if not (math.isfinite(C) and C > 0):
         raise AnalysisError(f"{flag} {C:g}: a budget must be a positive number of FLOP")
+  for N, D in at:
+    if not all(math.isfinite(x) and x > 0 for x in (N, D)):
+      raise AnalysisError(f"--at {N:g}:{D:g}: N and D must be positive numbers (parameters:tokens)")
   checks = (
     ("--budget-tol", budget_tol, math.isfinite(budget_tol) and budget_tol >= 0, "must be 0 or more"),
     ("--drop-highest-loss", drop_highest_loss, drop_highest_loss >= 0, "must be 0 or more"),
@@ -390,6 +402,15 @@ def _fit_all(result: Analysis, n_boot: int, seed: int, huber_delta: float, progr
     warn(f"skipped Kaplan L(N): {err}")
 
 
+def _allocation(text: str) -> tuple[float, float]:
+  """--at's N:D -> (N, D)."""
+  try:
+    N, D = text.split(":")
+    return float(N), float(D)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not N:D, parameters and tokens (e.g. 1e9:2e10)") from None
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     prog="python -m scaling.analyze",
@@ -417,6 +438,15 @@ def main(argv=None) -> int:
     type=float,
     nargs="+",
     help="budgets C in FLOP to predict (default: the largest budget times 1, 10, 100)",
+  )
+  parser.add_argument(
+    "--at",
+    type=_allocation,
+    nargs="+",
+    default=[],
+    metavar="N:D",
+    help="allocations (parameters:tokens, e.g. 1e9:2e10) whose loss to predict by the L(N, D) laws, beside the "
+         "compute-optimal loss at their compute",
   )
   parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples (default: 500; 0: none)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
@@ -451,6 +481,7 @@ def main(argv=None) -> int:
         drop_highest_loss=args.drop_highest_loss,
         repeats=args.repeats,
         predict_budgets=args.predict,
+        at=args.at,
         n_boot=args.bootstrap,
         seed=args.seed,
         holdout=not args.no_holdout,

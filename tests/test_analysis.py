@@ -41,6 +41,7 @@ from scaling.analysis.fits import (
   group_by_value,
   kaplan_objective,
   kaplan_start_grid,
+  loss_at,
   lower_envelope,
   make_runs,
   start_grid,
@@ -266,6 +267,30 @@ def test_prediction_with_intervals(sweep_analysis):
   kaplan = sweep_analysis.kaplan_joint  # the other form, fitted to the same runs, predicts what it implies
   assert pk.N.value == pytest.approx(float(kaplan.n_opt(C, SIX_N))) and pk.N.lo < pk.N.value < pk.N.hi
   assert pk.L.value == pytest.approx(float(kaplan.loss_opt(C, SIX_N))) and pk.L.lo < pk.L.value < pk.L.hi
+
+
+def test_loss_at_a_given_allocation_beside_the_optimum_at_its_compute(sweep_analysis):
+  """--at N:D: each L(N, D) law's loss there, and how far above the law's own compute-optimal loss at C = f(N) D
+  it lies: nothing at the law's optimum, exactly L / L_opt - 1 off it."""
+  flops = sweep_analysis.runs.flops
+  assert flops.k == pytest.approx(6.0)  # the synthetic sweep's C = 6 N D
+  law, kaplan = sweep_analysis.approach3, sweep_analysis.kaplan_joint
+  C = 3e20
+  N_star, D_star = float(law.n_opt(C, flops)), float(law.d_opt(C, flops))
+  at_optimum, by_kaplan = loss_at(N_star, D_star, flops, law, None, kaplan)
+  assert (at_optimum.method, by_kaplan.method) == ("approach 3", "Kaplan L(N, D)")
+  assert at_optimum.C == pytest.approx(C, rel=1e-12) and at_optimum.N_opt.value == pytest.approx(N_star, rel=1e-12)
+  assert at_optimum.excess.value == pytest.approx(0, abs=1e-12)
+  assert at_optimum.L.value == pytest.approx(float(law.loss_opt(C, flops)), rel=1e-12)
+  assert by_kaplan.L.value == pytest.approx(float(kaplan.loss(N_star, D_star)), rel=1e-12)
+  assert by_kaplan.excess.value == pytest.approx(by_kaplan.L.value / float(kaplan.loss_opt(C, flops)) - 1, rel=1e-9)
+  (small,) = loss_at(N_star / 4, 4 * D_star, flops, law)  # the same compute, a quarter of the parameters
+  assert small.C == pytest.approx(C, rel=1e-12) and small.N_opt.value == pytest.approx(N_star, rel=1e-12)
+  assert small.L.value == pytest.approx(float(law.loss(N_star / 4, 4 * D_star)), rel=1e-12)
+  truth = float(TRUE_LAW.loss(N_star / 4, 4 * D_star) / TRUE_LAW.loss_opt(C, flops)) - 1
+  assert small.excess.value > 0.005 and small.excess.lo <= truth <= small.excess.hi
+  for e in (small.L, small.L_opt, small.excess, small.N_opt):
+    assert e.lo < e.value < e.hi
 
 
 def test_holdout_predicts_largest_budget(sweep_analysis):
@@ -759,6 +784,7 @@ def test_loss_falls_back_to_train_loss(tmp_path):
       (["--budget-tol", "-0.1"], "--budget-tol -0.1: must be 0 or more"),
       (["--drop-highest-loss", "-2"], "--drop-highest-loss -2: must be 0 or more"),
       (["--workers", "0"], "--workers 0: must be 1 or more"),
+      (["--at", "1e9:2e10", "1e9:-2"], "--at 1e+09:-2: N and D must be positive numbers (parameters:tokens)"),
     ]
   ],
 )
@@ -866,6 +892,13 @@ def test_cli_missing_file(tmp_path, capsys):
   assert "cannot read" in capsys.readouterr().err
 
 
+def test_cli_at_takes_pairs(capsys):
+  with pytest.raises(SystemExit):
+    main(["results.csv", "--out", "out", "--at", "1e9x2e10"])
+  assert capsys.readouterr().err.splitlines()[-1] == (
+    "python -m scaling.analyze: error: argument --at: '1e9x2e10' is not N:D, parameters and tokens (e.g. 1e9:2e10)")
+
+
 def test_cli_help_describes_every_option(capsys):
   with pytest.raises(SystemExit):
     main(["--help"])
@@ -892,12 +925,14 @@ def test_methods_the_data_cannot_support_are_skipped(tmp_path):
   L = TRUE_LAW.loss(N, D)
   path = write_csv(tmp_path / "r.csv", ["N", "D", "eval_loss"], np.column_stack([N, D, L]))
   with pytest.warns(AnalysisWarning) as record:
-    result = analyze(path, tmp_path / "out", n_boot=10)
+    result = analyze(path, tmp_path / "out", n_boot=10, at=[(1e9, 2e10)])
   messages = " | ".join(str(w.message) for w in record)
   assert "skipped approach 3" in messages and "skipped approach 2" in messages
   assert result.approach3 is None and result.approach2 is None and result.approach1 is not None
   report = (tmp_path / "out" / "report.md").read_text()
   assert "Skipped (see warnings)" in report and "skipped approach 3" in report
+  assert result.kaplan_joint is None and result.losses_at == []  # --at asked, no L(N, D) law to answer it
+  assert "## Loss of given N and D\n\nNone: neither L(N, D) law" in report
   assert (tmp_path / "out" / "loss_vs_compute.png").stat().st_size > 0
   assert result.curves == [] and "Learning curves" not in result.plots  # no run ids, no workdirs: no curves
 
@@ -940,7 +975,7 @@ def test_analyze_writes_plots_and_report(sweep_analysis, sweep_csv):
 def test_cli_end_to_end(tmp_path, capsys, sweep_csv, sweep_analysis):
   out = tmp_path / "analysis"
   rc = main([str(sweep_csv), "--out", str(out), "--bootstrap", "20", "--quiet", "--no-holdout", "--predict", "1e21",
-             "--workers", "2"])
+             "--workers", "2", "--at", "1e9:2e10"])
   captured = capsys.readouterr()
   assert rc == 0, captured.err
   assert "warning: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
@@ -949,6 +984,12 @@ def test_cli_end_to_end(tmp_path, capsys, sweep_csv, sweep_analysis):
   report = check_outputs(out, law, len(sweep_analysis.runs))
   assert "| 1e+21 | approach 3 |" in report
   assert "Not run (--no-holdout)" in report
+  flops = sweep_analysis.runs.flops
+  optimum = float(law.loss_opt(1.2e20, flops))
+  assert f"| 1e+09 | 2e+10 | 1.2e+20 | approach 3 | {law.loss(1e9, 2e10):.5g} [" in report
+  assert (f"at N=1e+09 D=2e+10 (approach 3): L={law.loss(1e9, 2e10):.5g} [" in captured.out
+          and f"above the compute-optimal L={optimum:.5g} (N={law.n_opt(1.2e20, flops):.5g}) at C=1.2e+20"
+          in captured.out)
 
 
 # --------------------------------------------------------------------------------------------------

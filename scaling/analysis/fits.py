@@ -1364,6 +1364,32 @@ def predict(
 
 
 @dataclass(frozen=True)
+class LossAt:
+  """The loss of N parameters trained on D tokens by one L(N, D) law, beside that law's compute-optimal
+  allocation at the same compute C = f(N) D: what the chosen split of C gives up."""
+
+  method: str
+  N: float
+  D: float
+  C: float
+  L: Estimate
+  L_opt: Estimate  # the compute-optimal loss at C
+  excess: Estimate  # L / L_opt - 1
+  N_opt: Estimate  # the compute-optimal N at C
+
+
+def loss_at(N: float, D: float, flops: FlopsPerToken, *joint_laws: JointLaw | None) -> list[LossAt]:
+  """``LossAt`` by each law given (None: not fitted), with bootstrap intervals; a token costs ``flops(N)``."""
+  C = float(flops(N)) * D
+  return [LossAt(law.method, N, D, C,
+                 estimate(law, lambda l: l.loss(N, D)),
+                 estimate(law, lambda l: l.loss_opt(C, flops)),
+                 estimate(law, lambda l: l.loss(N, D) / l.loss_opt(C, flops) - 1),
+                 estimate(law, lambda l: l.n_opt(C, flops)))
+          for law in joint_laws if law is not None]
+
+
+@dataclass(frozen=True)
 class HoldoutRow:
   method: str
   quantity: str

@@ -325,6 +325,24 @@ def _predictions_section(a) -> list[str]:
   ]
 
 
+def _losses_at_section(a) -> list[str]:
+  if not a.losses_at:
+    return ["None: neither L(N, D) law (approach 3, Kaplan's) could be fitted (see warnings).", ""]
+  rows = [[_num(x.N), _num(x.D), _num(x.C), x.method, _est(x.L), _est(x.L_opt), _percent(x.excess), _est(x.N_opt)]
+          for x in a.losses_at]
+  return [
+    f"The loss of each allocation asked for (--at N:D) by each L(N, D) law, beside that law's compute-optimal "
+    f"loss and N at the same compute C (a token costing the runs' FLOPs per token at N), values "
+    f"[{INTERVAL_LEVEL:.0%} interval]; beyond the runs' N and D, an extrapolation:",
+    "",
+    *_table(["N", "D", "C [FLOP]", "method", "loss", "compute-optimal loss", "above it", "compute-optimal N"], rows),
+  ]
+
+
+def _percent(e: Estimate) -> str:
+  return f"{e.value:+.2%} [{e.lo:+.2%}, {e.hi:+.2%}]" if e.has_interval else f"{e.value:+.2%}"
+
+
 def _holdout_section(a) -> list[str]:
   h = a.holdout
   if h is None:
@@ -356,6 +374,9 @@ def render_report(a) -> str:
   ]
   if a.runs.shared:
     sections.insert(1, ("Runs that share N and D", _shared_section))
+  if a.losses_at_asked:
+    sections.insert(sections.index(("Predictions", _predictions_section)) + 1,
+                    ("Loss of given N and D", _losses_at_section))
   lines = ["# Scaling-law analysis", ""]
   for title, render in sections:
     lines += [f"## {title}", "", *render(a)]
@@ -396,4 +417,7 @@ def summary(a) -> str:
     lines.append(f"optimum {law.name} ~ {_power_law(law)} ({law.n_groups} groups)")
   for p in a.predictions:
     lines.append(f"predict C={_num(p.C)} ({p.method}): N={_est(p.N)} D={_est(p.D)} L={_est(p.L)}")
+  for x in a.losses_at:
+    lines.append(f"at N={_num(x.N)} D={_num(x.D)} ({x.method}): L={_est(x.L)}, {x.excess.value:+.2%} above the "
+                 f"compute-optimal L={_num(x.L_opt.value)} (N={_num(x.N_opt.value)}) at C={_num(x.C)}")
   return "\n".join(lines)
