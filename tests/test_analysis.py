@@ -1069,6 +1069,23 @@ def test_frontier_by_golden_section_matches_brute_force(palm_analysis):
   assert make_runs([3.0, 2.5, 2.2], N=[1e8, 2e8, 4e8], C=[6e18, 1.2e19, 2.4e19]).flops.k == pytest.approx(6.0)
 
 
+def test_frontier_takes_the_lower_of_two_minima_along_an_isoflop_line():
+  """The cut-down cpu_isoflop sweep's f/N rises from 23.6k to 37k parameters, then falls (its shapes' attention
+  FLOPs): along an IsoFLOP line, the law it fitted has two local minima between 5e12 and 7e12 FLOP. The frontier
+  is the lower one (a golden-section search alone took the other at 5.6e12: N = 50k, 0.14% higher loss)."""
+  runs, _, _ = load_runs(GOLDEN / "tiny_isoflop_results.csv")
+  flops = runs.flops
+  assert list(np.round(flops.per_param, 2)) == [8.08, 8.66, 8.08, 7.62]
+  law = ChinchillaLaw(2.98988, 2.79106, -346.45, 0.354116, 0.167839)  # its approach 3 fit (E underflows)
+  N = np.geomspace(1e3, 1e7, 400_001)
+  for C in (5e12, 5.6e12, 6e12, 7e12):
+    loss = law.loss(N, C / flops(N))
+    assert np.sum((loss[1:-1] < loss[:-2]) & (loss[1:-1] < loss[2:])) == 2, C  # two local minima
+    assert law.n_opt(C, flops) == pytest.approx(N[np.argmin(loss)], rel=1e-4)
+    assert law.loss_opt(C, flops) == pytest.approx(loss.min(), rel=1e-9)
+  assert law.n_opt(6e12, flops) < 3e4 < 5e4 < law.n_opt(7e12, flops)  # the optimum jumps between them
+
+
 def test_underflowing_E_is_reported_not_a_traceback(tmp_path, monkeypatch):
   """The audit's 16-run cut-down cpu_isoflop sweep shows no irreducible loss: approach 3's ln E runs off
   towards -inf, and where L-BFGS-B stops on that flat slope depends on scipy's version (-2430 when this test

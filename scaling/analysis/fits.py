@@ -52,6 +52,7 @@ MIN_POINTS_POWER_LAW = 3
 MAX_LOG_COEFFICIENT = 700.0  # exp() of more overflows: a fit that went there is degenerate
 INTERVAL_LEVEL = 0.95
 PROPORTIONAL_TOL = 1e-3  # f/N equal within this (relative) for every run: C = k N D, the closed forms hold
+FRONTIER_GRID = 200  # points in ln N where the compute-optimal N is first looked for (JointLaw.n_opt)
 GOLDEN_ITERATIONS = 64  # golden-section steps: the ln N bracket shrinks by 0.618^64 ~ 4e-14
 MIN_LOG_D_SPREAD = 0.05  # RMS of ln D about a line in ln N below which approach 3 sees one budget
 REPEATS = ("all", "best", "mean")  # what make_runs does with runs that share N and D: keep, lowest loss, mean loss
@@ -738,18 +739,25 @@ class JointLaw:
     return math.exp(self.log_E)
 
   def n_opt(self, C, flops: FlopsPerToken):
-    """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs:
-    the closed form when f = k N, else a golden-section search in ln N (L along an IsoFLOP line has one
-    minimum), bracketed by the closed forms at the extreme f/N widened by a factor e^3 each way."""
+    """The N that minimises L(N, C / f(N)) at compute C, a token costing f(N) = ``flops(N)`` FLOPs: the
+    closed form when f = k N, else a search in ln N between the closed forms at the extreme f/N, widened by
+    a factor e^3 each way. Where f/N rises and falls with N (a ladder's shapes), L along an IsoFLOP line can
+    have two minima: the search takes the lowest of FRONTIER_GRID points across the bracket, then refines it
+    between that point's neighbours by golden section."""
     C = np.asarray(C, dtype=float)
     if flops.k is not None:
       return self.n_opt_proportional(C, flops.k)
     lo = np.log(self.n_opt_proportional(C, flops.per_param.max())) - 3.0
     hi = np.log(self.n_opt_proportional(C, flops.per_param.min())) + 3.0
 
-    def along(ln_n):
+    def along(ln_n, C=C):
       N = np.exp(ln_n)
       return self.loss(N, C / flops(N))
+
+    step = (hi - lo) / (FRONTIER_GRID - 1)
+    grid = lo[..., None] + step[..., None] * np.arange(FRONTIER_GRID)
+    best = np.take_along_axis(grid, np.argmin(along(grid, C[..., None]), axis=-1)[..., None], axis=-1)[..., 0]
+    lo, hi = np.maximum(best - step, lo), np.minimum(best + step, hi)
 
     shrink = (math.sqrt(5.0) - 1.0) / 2.0
     x1, x2 = hi - shrink * (hi - lo), lo + shrink * (hi - lo)

@@ -25,6 +25,8 @@ COMPUTE_LABEL = "training compute C [FLOP]"
 PARAMS_LABEL = "parameters N"
 TOKENS_LABEL = "tokens D"
 LOSS_LABEL = "loss [nats/token]"
+PLANNED_STYLE = {"marker": "X", "s": 90, "color": "white", "edgecolors": "black", "zorder": 5,
+                 "label": "planned N and D (--at)"}
 MAX_LEGEND_BUDGETS = 10  # budgets drawn in tab10's distinct colours with a legend; more: a colour scale
 
 
@@ -172,11 +174,14 @@ def _band(ax, law, fn, x, color) -> None:
 
 
 def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None, budgets_to_predict=(),
-                            kaplan_joint=None) -> Figure:
+                            kaplan_joint=None, planned=()) -> Figure:
   """N* and D* against C from the data's compute to the prediction budgets: approach-2 minima with
-  their power laws, the frontiers of approach 3, Kaplan's L(N, D) and approach 1, with 95% bootstrap bands."""
+  their power laws, the frontiers of approach 3, Kaplan's L(N, D) and approach 1, with 95% bootstrap bands;
+  ``planned`` (N, D) allocations (--at) marked at their compute."""
   fig, axes = _figure(ncols=2)
-  C = _log_grid(np.concatenate([runs.C, budgets_to_predict]), pad=2.0)
+  planned = np.array(planned, dtype=float).reshape(-1, 2)
+  planned_C = runs.flops(planned[:, 0]) * planned[:, 1]
+  C = _log_grid(np.concatenate([runs.C, budgets_to_predict, planned_C]), pad=2.0)
   for ax, quantity, label in ((axes[0], "N", PARAMS_LABEL), (axes[1], "D", TOKENS_LABEL)):
     if approach2 is not None:
       used = [c for c in approach2.curves if c.in_range]
@@ -222,6 +227,8 @@ def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None
       )
     for i, budget in enumerate(budgets_to_predict):
       ax.axvline(budget, color="0.5", ls=":", lw=1, label="prediction budgets" if i == 0 else None)
+    if len(planned):
+      ax.scatter(planned_C, planned[:, 0 if quantity == "N" else 1], **PLANNED_STYLE)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(COMPUTE_LABEL)
@@ -231,11 +238,13 @@ def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None
   return fig
 
 
-def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
-  """Contours of the approach-3 L(N, D) with the runs, IsoFLOP lines and the efficient frontier."""
+def plot_loss_contours(runs, approach3, budgets=(), planned=()) -> Figure:
+  """Contours of the approach-3 L(N, D) with the runs, IsoFLOP lines, the efficient frontier and the
+  ``planned`` (N, D) allocations (--at)."""
   fig, (ax,) = _figure()
-  N = _log_grid(runs.N, pad=3.0, num=150)
-  D = _log_grid(runs.D, pad=3.0, num=150)
+  planned = np.array(planned, dtype=float).reshape(-1, 2)
+  N = _log_grid(np.concatenate([runs.N, planned[:, 0]]), pad=3.0, num=150)
+  D = _log_grid(np.concatenate([runs.D, planned[:, 1]]), pad=3.0, num=150)
   grid_N, grid_D = np.meshgrid(N, D)
   loss = approach3.loss(grid_N, grid_D)
   levels = np.geomspace(loss.min(), np.percentile(loss, 95), 15)
@@ -256,6 +265,8 @@ def plot_loss_contours(runs, approach3, budgets=()) -> Figure:
     f"D$_{{opt}}$ $\\propto$ C$^{{{approach3.b:.3f}}}$",
   )
   ax.scatter(runs.N, runs.D, s=10, color="black", label="runs", zorder=3)
+  if len(planned):
+    ax.scatter(planned[:, 0], planned[:, 1], **PLANNED_STYLE)
   ax.set_xscale("log")
   ax.set_yscale("log")
   ax.set_xlim(N.min(), N.max())
@@ -366,6 +377,7 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
   runs = analysis.runs
   prediction_budgets = sorted({p.C for p in analysis.predictions})
+  planned = sorted({(x.N, x.D) for x in analysis.losses_at})
   budgets = [b for b in runs.budgets() if np.sum(runs.budget == b) >= 3]  # the IsoFLOP groups, not stray runs
   figures = {
     "Loss against compute": (
@@ -379,11 +391,13 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
     figures["Compute-optimal N and D"] = (
       "optimal_allocation",
       lambda: plot_optimal_allocation(
-        runs, analysis.approach2, analysis.approach3, analysis.approach1, prediction_budgets, analysis.kaplan_joint
+        runs, analysis.approach2, analysis.approach3, analysis.approach1, prediction_budgets, analysis.kaplan_joint,
+        planned
       ),
     )
   if analysis.approach3 is not None:
-    figures["L(N, D) contours"] = ("loss_contours", lambda: plot_loss_contours(runs, analysis.approach3, budgets))
+    figures["L(N, D) contours"] = ("loss_contours",
+                                   lambda: plot_loss_contours(runs, analysis.approach3, budgets, planned))
   if analysis.kaplan is not None:
     figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan))
   for name in swept_settings(runs.shared):
