@@ -705,7 +705,9 @@ def test_a_setting_sweep_too_small_for_any_law_still_gets_its_report(tmp_path):
   assert len(result.curves) == 11  # each point's best run drawn as usual, the others faint
   assert sorted(c.run_id for c in result.curves if c.fitted) == sorted(
     f"n{n:g}-c{c:g}-lr0.002-s0" for n, c in itertools.product((1e7, 3e7), (1e17, 1e18)))
-  tokens = plots.plot_learning_curves(result.curves).axes[0]
+  curves_figure = plots.plot_learning_curves(result.curves)
+  tokens = curves_figure.axes[0]
+  assert curves_figure.axes[-1].get_ylabel() == plots.PARAMS_LABEL  # the colour bar: runs coloured by N
   assert sorted(line.get_alpha() for line in tokens.lines) == [0.2] * 7 + [0.8] * 4
   assert len(tokens.collections) == 4 and tokens.get_title().endswith("; faint: not fitted")  # the eval dots
   assert (tmp_path / "out" / "sweep_optim.lr.svg").exists()

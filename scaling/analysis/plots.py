@@ -324,7 +324,7 @@ def plot_learning_curves(curves, budgets=()) -> Figure:
   axes[0].set_title("Train loss against tokens (moving average; dots: final eval loss)"
                     + ("; faint: not fitted" if not all(c.fitted for c in curves) else ""))
   axes[1].set_title("Train loss against compute (dotted: IsoFLOP budgets)")
-  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=label)
+  fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label=PARAMS_LABEL)
   return fig
 
 
