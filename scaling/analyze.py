@@ -284,9 +284,9 @@ def analyze(
   A method the data cannot support is skipped with an AnalysisWarning; AnalysisError is raised for
   unusable input or when no method can be fitted. ``predict_budgets`` default to the largest budget
   (or C) in the data and 10x and 100x it. ``at``: (N, D) allocations whose loss the L(N, D) laws predict,
-  beside their compute-optimal loss at the same compute. ``workers`` processes share the starts of approach 3 and of
-  Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1 needs
-  the ``if __name__ == "__main__":`` guard).
+  beside their compute-optimal loss at the same compute. ``workers`` processes share the starts of approach 3
+  and of Kaplan's L(N, D), and their bootstrap refits (spawned: a script that calls this with workers > 1
+  needs the ``if __name__ == "__main__":`` guard).
   """
   out_dir = Path(out_dir)
   _check_settings(out_dir, budgets, budget_tol, drop_highest_loss, predict_budgets, at, n_boot, seed, huber_delta,
