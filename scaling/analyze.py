@@ -178,6 +178,8 @@ def load_runs(
     _check_unique_ids(rows, csv_path)
   if "dataset" in header:
     _check_one_corpus(rows, csv_path)
+  if "epochs" in header:
+    _warn_repeated_data(rows)
 
   values = {
     quantity: [_parse_float(row[name], f"line {line}, column {name!r}") for line, row in rows]
@@ -213,6 +215,17 @@ def _check_one_corpus(rows, csv_path) -> None:
     found = "; ".join(f"{name}: {n} run(s)" for name, n in corpora.most_common())
     raise AnalysisError(f"{csv_path} mixes runs on {len(corpora)} corpora ({found}): losses on different data do "
                         "not lie on one law; analyse each corpus's runs apart")
+
+
+def _warn_repeated_data(rows) -> None:
+  """Warn when runs read their training data more than once (our sweeps' ``epochs`` column)."""
+  repeated = [(epochs, line) for line, row in rows
+              if (epochs := _parse_float(row["epochs"], f"line {line}, column 'epochs'")) > 1]
+  if repeated:
+    most, line = max(repeated)
+    warn(f"{len(repeated)} of {len(rows)} runs read their training data more than once (up to {most:.3g} epochs, "
+         f"{_row_name(line)}): a repeated token teaches less than a new one (Muennighoff et al. 2023), so these "
+         "losses, and the laws fitted to them, are above those of as many unique tokens")
 
 
 def _check_unique_ids(rows, csv_path) -> None:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
   import ml_collections
 
 RESULT_COLUMNS = ("run_id", "family", "size", "N", "N_nonembed", "D", "C", "C_chinchilla",
-                  "train_loss", "eval_loss", "dataset", "wall_time_s", "status")
+                  "train_loss", "eval_loss", "dataset", "epochs", "wall_time_s", "status")
 SUMMARY_COLUMNS = RESULT_COLUMNS[3:-1]  # copied from summary.json
 TOLERANCE = 0.01  # planned tokens or FLOPs come within 1% of their target
 RUN_FILE = "run.json"  # in each workdir: the run's spec, overrides and training command

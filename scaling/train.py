@@ -81,6 +81,11 @@ class NonFiniteLoss(UserError):
   """Training diverged: a loss or gradient norm is NaN or Inf (more often than checkpoint.skip_nonfinite)."""
 
 
+def epochs(config, epoch_size: int | None, steps: int) -> float | None:
+  """Passes over the training split that `steps` steps read (None: an endless source, data.epoch_size)."""
+  return steps * config.train.batch_size / epoch_size if epoch_size else None
+
+
 def finite(step_metrics: dict) -> bool:
   """The step's criterion, as in Trainer._train_step: loss and gradient norm finite."""
   return math.isfinite(step_metrics["loss"]) and math.isfinite(step_metrics["grad_norm"])
@@ -211,6 +216,7 @@ def train(config, workdir: str) -> dict:
   record = run_record(config)
   batches = data.train_iterator(config, jax.process_index(), jax.process_count())  # a missing dataset stops here
   dataset = data.dataset_identity(config)
+  epoch_size = data.epoch_size(config)
   if lead:
     try:
       os.makedirs(workdir, exist_ok=True)
@@ -221,6 +227,15 @@ def train(config, workdir: str) -> dict:
              jax.devices()[0].device_kind, jax.process_count())
     log.info("N = %s total, %s non-embedding; %.3g training FLOPs per token; data %s",
              f"{record['N']:,}", f"{record['N_nonembed']:,}", record["flops_per_token"], dataset)
+    passes = epochs(config, epoch_size, config.train.steps)
+    if passes is not None:
+      log.info("training split: %s sequences a pass; %d steps of %d read %.3g passes", f"{epoch_size:,}",
+               config.train.steps, config.train.batch_size, passes)
+    if passes is not None and passes > 1:
+      log.warning("config.train.steps=%d x batch_size=%d reads the training split of %s %.3g times: a repeated"
+                  " token teaches less than a new one, so the losses are above those of as many unique tokens"
+                  " (summary.json and results.csv record the epochs)", config.train.steps,
+                  config.train.batch_size, dataset, passes)
 
   check_shared_workdir(workdir)
   checkpoints = checkpoint.Checkpoints(workdir, config, dataset)
@@ -322,7 +337,7 @@ def train(config, workdir: str) -> dict:
   D = step * tokens_per_step
   summary = {
       "family": config.family, "size": config.size, "status": "ok", "steps": step, "dataset": dataset,
-      "N": record["N"], "N_nonembed": record["N_nonembed"], "D": D,
+      "N": record["N"], "N_nonembed": record["N_nonembed"], "D": D, "epochs": epochs(config, epoch_size, step),
       "C": record["flops_per_token"] * D, "C_chinchilla": record["chinchilla_flops_per_token"] * D,
       "train_loss": last_train.get("loss"), "eval_loss": eval_result.get("loss"),
       "eval": eval_result, "tokens_per_s": last_train.get("tokens_per_s"), "mfu": last_train.get("mfu"),

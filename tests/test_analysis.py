@@ -1168,6 +1168,22 @@ def test_repeated_rows_are_warned_about():
   assert messages[1].startswith("7 group(s) of runs share their N and D (14 runs), and each run is fitted as a point")
 
 
+def test_runs_that_repeat_their_data_are_warned_about(tmp_path):
+  header = ["run_id", "N", "D", "eval_loss", "epochs", "status"]
+  epochs = ["0.5", "", "2.5", "1.25", "1.0", "9"]  # an endless source has none; the failed run is not counted
+  rows = [[f"r{i}", 1e6 * (i + 1), 1e7 * (i + 1), 3.0 - 0.1 * i, e, "failed" if i == 5 else "ok"]
+          for i, e in enumerate(epochs)]
+  with pytest.warns(AnalysisWarning) as caught:
+    load_runs(write_csv(tmp_path / "r.csv", header, rows))
+  assert [str(w.message) for w in caught][1] == (
+    "2 of 5 runs read their training data more than once (up to 2.5 epochs, line 4): a repeated token teaches less "
+    "than a new one (Muennighoff et al. 2023), so these losses, and the laws fitted to them, are above those of as "
+    "many unique tokens")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    load_runs(write_csv(tmp_path / "once.csv", header, rows[:2] + rows[4:5]))  # at most one pass: no warning
+
+
 def test_approach3_on_one_budget_warns_that_it_extrapolates():
   N = np.geomspace(1e8, 3e9, 12)
   D = 1e20 / (6 * N)

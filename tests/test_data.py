@@ -462,3 +462,21 @@ def test_jsonl_without_the_text_field(text_files, tmp_path):
                        text_field="body")
   with pytest.raises(DataError, match=r"lines.jsonl:1 is not a JSON object with a 'body' field"):
     data.train_iterator(config)
+
+
+def test_a_run_records_its_epochs_and_warns_when_it_repeats_its_data(files_config, tmp_path, caplog):
+  from scaling import train
+  config = files_config(batch_size=32)
+  windows = pipeline.window_source(config, "train").num_windows
+  assert data.epoch_size(config) == windows and data.epoch_size(make_config(dataset="synthetic")) is None
+  steps = windows // 32 + 3  # a little over one pass
+  config.train.update(steps=steps, log_every=steps, eval_every=0, progress=False)
+  config.checkpoint.every = steps
+  with caplog.at_level("INFO", logger="scaling"):
+    summary = train.train(config, str(tmp_path))
+  passes = steps * 32 / windows
+  assert summary["epochs"] == passes and 1 < passes < 1.2
+  assert f"training split: {windows:,} sequences a pass; {steps} steps of 32 read {passes:.3g} passes" in caplog.text
+  [warning] = [r for r in caplog.records if r.levelname == "WARNING" and "training split" in r.getMessage()]
+  assert "reads the training split of text_files/" in warning.getMessage()
+  assert f" {passes:.3g} times: a repeated token" in warning.getMessage()

@@ -480,6 +480,7 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
     assert float(row["C"]) == summary["C"] == run.flops and int(row["D"]) == 5 * 4 * 32
     assert (row["family"], row["size"], int(row["N_nonembed"])) == ("lm", run.size, summary["N_nonembed"])
     assert math.isfinite(float(row["eval_loss"])) and float(row["wall_time_s"]) > 0
+    assert row["epochs"] == "", "the synthetic source is endless"
   assert "--config=configs/lm.py:10k" in (root / rows[0]["run_id"] / "run.json").read_text()
 
   finished = {r["run_id"]: (root / r["run_id"] / "summary.json").stat().st_mtime_ns for r in rows[:2]}

@@ -46,6 +46,7 @@ def test_summary_records_n_d_c_and_losses(run):
   counts = flops.param_counts(m)
   assert (summary["N"], summary["N_nonembed"]) == (counts["total"], counts["non_embedding"]) == (121_152, 100_672)
   assert summary["D"] == STEPS * BATCH * SEQ
+  assert summary["epochs"] is None, "the synthetic source is endless"
   assert summary["C"] == flops.flops_per_token(m, SEQ) * summary["D"]
   assert summary["C_chinchilla"] == flops.chinchilla_flops_per_token(m, SEQ) * summary["D"]
   assert summary["steps"] == STEPS and summary["status"] == "ok" and summary["family"] == "lm"

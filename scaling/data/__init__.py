@@ -4,6 +4,7 @@
   train_iterator(config, process_index, count)   -> endless checkpointable iterator of numpy batches
   eval_batches(config, process_index, count)     -> the validation split once, as numpy batches
   dataset_identity(config)                       -> the corpus read, down to its version (for checkpoints)
+  epoch_size(config)                             -> training examples in one pass over the split (None: endless)
 
 Datasets (config.data.dataset): 'synthetic' (a seeded Markov chain, no files), 'pystdlib' (the running
 Python's standard library, built on first use), 'files' (config.data.files, a glob) or any TFDS
@@ -15,7 +16,7 @@ import importlib
 from scaling.data.errors import DataError
 
 _LAZY = {"get_tokenizer": "tokenizer", "train_iterator": "pipeline", "eval_batches": "pipeline",
-         "dataset_identity": "pipeline"}
+         "dataset_identity": "pipeline", "epoch_size": "pipeline"}
 
 
 def __getattr__(name: str):
@@ -34,4 +35,4 @@ def data_config(**fields):
   return config
 
 
-__all__ = ["DataError", "data_config", "dataset_identity", "eval_batches", "get_tokenizer", "train_iterator"]
+__all__ = ["DataError", "data_config", "dataset_identity", "epoch_size", "eval_batches", "get_tokenizer", "train_iterator"]

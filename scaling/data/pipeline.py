@@ -39,6 +39,12 @@ def window_source(config, split: str):
   return sources.TokenWindows.open(d, split)
 
 
+def epoch_size(config) -> int | None:
+  """How many training examples (windows of seq_len + 1 tokens, or segment pairs) one pass over the
+  training split holds; None for an endless source (synthetic). A run reads steps x batch_size of them."""
+  return window_source(config, "train").num_windows
+
+
 def dataset_identity(config) -> str:
   """Which corpus a run reads, down to its version: 'synthetic', or the TFDS dataset, its builder config
   (for pystdlib the Python version and a fingerprint of its files; for files one of their paths, sizes
