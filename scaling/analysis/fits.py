@@ -55,6 +55,8 @@ PROPORTIONAL_TOL = 1e-3  # f/N equal within this (relative) for every run: C = k
 FRONTIER_GRID = 200  # points in ln N where the compute-optimal N is first looked for (JointLaw.n_opt)
 GOLDEN_ITERATIONS = 64  # golden-section steps: the ln N bracket shrinks by 0.618^64 ~ 4e-14
 MIN_LOG_D_SPREAD = 0.05  # RMS of ln D about a line in ln N below which approach 3 sees one budget
+NEGLIGIBLE_E = 1e-4  # a fitted E below this fraction of the lowest loss is about 0: the runs show none (where
+# along that flat direction L-BFGS-B stops, ln E = -18 or -1800, depends on the machine's floating point)
 REPEATS = ("all", "best", "mean")  # what make_runs does with runs that share N and D: keep, lowest loss, mean loss
 
 
@@ -956,8 +958,8 @@ def log_D_spread(N, D) -> float:
 
 def _warn_about_fit(runs: Runs, law: JointLaw) -> None:
   """Warn when ln D is nearly a linear function of ln N among the runs (one budget, or a fixed
-  tokens-per-parameter design), where the law extrapolates from a line, and when its E is about 0 (a fitted
-  ln E below -20)."""
+  tokens-per-parameter design), where the law extrapolates from a line, and when its E is about 0 (below
+  NEGLIGIBLE_E of the lowest loss)."""
   method = law.method
   spread = log_D_spread(runs.N, runs.D)
   if spread < MIN_LOG_D_SPREAD:
@@ -966,8 +968,9 @@ def _warn_about_fit(runs: Runs, law: JointLaw) -> None:
       f"ln N; {len(runs.budgets())} budget(s)), as on a single IsoFLOP budget: N and D are confounded and "
       "L(N, D) extrapolates from one budget; trust its predictions only near that budget"
     )
-  if law.log_E < -20:
-    warn(f"{method}: E is about 0 (ln E = {law.log_E:.3g}): the runs show no irreducible loss")
+  if law.log_E < math.log(NEGLIGIBLE_E * runs.L.min()):
+    warn(f"{method}: E is about 0 (ln E = {law.log_E:.0f}, E below {NEGLIGIBLE_E:g} of the lowest loss): the runs "
+         "show no irreducible loss")
 
 
 def fit_approach3(
@@ -980,7 +983,7 @@ def fit_approach3(
   """Minimise the summed Huber loss with L-BFGS-B from every start (default: the 4500-point grid),
   keep the best and polish it with tight tolerances. Warns when ln D is nearly a linear function of
   ln N (one budget, or a fixed tokens-per-parameter design), where the fit extrapolates from a line,
-  and when E is about 0 (a fitted ln E below -20): ``_warn_about_fit``.
+  and when E is about 0 (below NEGLIGIBLE_E of the lowest loss): ``_warn_about_fit``.
 
   With `workers` > 1 the starts are shared among that many processes, in chunks of
   START_CHUNK; the fit is the same, bit for bit (the first best start wins either way)."""
