@@ -1,11 +1,14 @@
 """Data: tokenizers, the synthetic source, split determinism, packing, sharding, resumption, errors."""
 
+import fcntl
 import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -386,6 +389,32 @@ def test_a_stopped_tokenizations_leftovers_are_removed_by_the_next(text_files, t
   assert not stale.exists() and (Path(path) / "tokens.bin").read_bytes() == tokens
   assert f"removing {stale}, left by a tokenization that was stopped" in caplog.messages
   assert glob.glob(f"{path}.tmp-*") == []
+
+
+def test_tokenization_logs_its_progress_and_a_process_waiting_for_it_says_so(text_files, tmp_path, caplog,
+                                                                              monkeypatch):
+  monkeypatch.setattr(sources, "PROGRESS_LOG_S", 0.0)  # a line for every chunk of documents
+  config = make_config(dataset="files", files=text_files["glob"], data_dir=str(tmp_path))
+  path = sources.token_cache(config.data, "train")
+  meta = json.loads((Path(path) / "meta.json").read_text())
+  shutil.rmtree(path)
+  with open(f"{path}.lock", "a") as held, caplog.at_level("INFO"):
+    fcntl.flock(held, fcntl.LOCK_EX)  # another process building the cache
+    builder = threading.Thread(target=sources.token_cache, args=(config.data, "train"))
+    builder.start()
+    waiting = (f"waiting for another process to build the token cache of the train split of text_files (it holds "
+               f"{path}.lock)")
+    for _ in range(600):
+      if waiting in caplog.messages:
+        break
+      time.sleep(0.1)
+    assert waiting in caplog.messages and not os.path.isdir(path)
+    fcntl.flock(held, fcntl.LOCK_UN)
+    builder.join(timeout=60)
+  docs, tokens = meta["num_documents"], meta["num_tokens"]
+  assert (f"tokenizing the train split of text_files: {docs:,} of {docs:,} documents (100.0%), {tokens:,} tokens, "
+          "about 0 min left") in caplog.messages
+  assert json.loads((Path(path) / "meta.json").read_text())["num_tokens"] == tokens
 
 
 def test_a_stopped_dataset_builds_leftovers_are_removed_by_the_next(tmp_path, caplog):

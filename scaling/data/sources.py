@@ -43,6 +43,7 @@ log = logging.getLogger("scaling.data")
 tfds.display_progress_bar(False)  # builds report in one log line each instead
 EVAL_SPLITS = ("validation", "test")  # the first one a dataset has is evaluated
 _READ_CHUNK = 1024  # documents read and tokenized at a time when building a token cache
+PROGRESS_LOG_S = 60.0  # without a terminal, tokenization logs its progress this often
 
 
 def data_dir(data_config) -> str:
@@ -51,11 +52,16 @@ def data_dir(data_config) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: str):
-  """Hold an exclusive lock on `path` (created if need be): one builder at a time per dataset."""
+def _locked(path: str, what: str):
+  """Hold an exclusive lock on `path` (created if need be): one builder of `what` at a time; a process that
+  must wait says so."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "a") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      log.info("waiting for another process to build %s (it holds %s)", what, path)
+      fcntl.flock(f, fcntl.LOCK_EX)
     yield
 
 
@@ -208,7 +214,7 @@ def _build_text_files(cls, config: TextFilesConfig, directory: str) -> tfds.core
   builder, prepared = make()
   if prepared:
     return builder
-  with _locked(os.path.join(directory, "locks", f"{builder.name}-{config.name}.lock")):
+  with _locked(os.path.join(directory, "locks", f"{builder.name}-{config.name}.lock"), f"dataset {builder.name}"):
     builder, prepared = make()  # another process may have built it while this one waited
     if not prepared:
       parent, version = os.path.split(os.fspath(builder.data_dir))  # TFDS builds into parent/incomplete.*_version
@@ -292,7 +298,38 @@ def _cache_root(directory: str) -> str:
   return os.path.join(directory, "tokens")
 
 
-def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str) -> None:
+class _TokenizeProgress:
+  """Documents tokenized so far: a bar on a terminal, else a log line every PROGRESS_LOG_S seconds (a
+  large corpus takes hours, and a run's first start waits for it)."""
+
+  def __init__(self, what: str, total: int):
+    self.what, self.total = what, total
+    self.start = self.logged = time.time()
+    self.bar = None
+    if sys.stderr.isatty():
+      from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+      self.bar = Progress(TextColumn(f"tokenizing {what}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("documents, ETA"), TimeRemainingColumn(), transient=True)
+      self.task = self.bar.add_task(what, total=total)
+      self.bar.start()
+
+  def update(self, documents: int, tokens: int) -> None:
+    if self.bar is not None:
+      self.bar.update(self.task, completed=documents)
+      return
+    now = time.time()
+    if now - self.logged >= PROGRESS_LOG_S:
+      self.logged = now
+      left = (self.total - documents) * (now - self.start) / documents
+      log.info("tokenizing %s: %s of %s documents (%.1f%%), %s tokens, about %.0f min left", self.what,
+               f"{documents:,}", f"{self.total:,}", 100 * documents / self.total, f"{tokens:,}", left / 60)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.stop()
+
+
+def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str, progress: _TokenizeProgress) -> None:
   """Tokenize documents into `path`/{tokens.bin, doc_ends.npy, meta.json}, atomically."""
   start = time.time()
   tmp = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -300,11 +337,15 @@ def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str) -> None:
   dtype = token_dtype(tokenizer.vocab_size)
   ends, total = [], 0
   with open(os.path.join(tmp, "tokens.bin"), "wb") as out:
-    for chunk in chunks:
-      for ids in tokenizer.encode_batch(chunk):
-        out.write(np.append(ids, tokenizer.eos_id).astype(dtype).tobytes())
-        total += len(ids) + 1
-        ends.append(total)
+    try:
+      for chunk in chunks:
+        for ids in tokenizer.encode_batch(chunk):
+          out.write(np.append(ids, tokenizer.eos_id).astype(dtype).tobytes())
+          total += len(ids) + 1
+          ends.append(total)
+        progress.update(len(ends), total)
+    finally:
+      progress.close()
   np.save(os.path.join(tmp, "doc_ends.npy"), np.asarray(ends, np.int64))
   with open(os.path.join(tmp, "meta.json"), "w") as f:
     json.dump({"num_tokens": total, "num_documents": len(ends), "dtype": dtype.name,
@@ -325,10 +366,12 @@ def token_cache(data_config, split: str) -> str | None:
   dataset_id = hashlib.sha256(str(ds_builder.data_path).encode()).hexdigest()[:12]
   path = os.path.join(_cache_root(data_dir(data_config)), f"{ds_builder.name}-{dataset_id}-{split}-{tokenizer.key}")
   if not os.path.isdir(path):
-    with _locked(f"{path}.lock"):
+    what = f"the {split} split of {ds_builder.name}"
+    with _locked(f"{path}.lock", f"the token cache of {what}"):
       if not os.path.isdir(path):
         _remove_stale(f"{glob.escape(path)}.tmp-*", "tokenization")
-        _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path)
+        _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path,
+                      _TokenizeProgress(what, ds_builder.info.splits[split].num_examples))
   return path
 
 
