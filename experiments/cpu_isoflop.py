@@ -17,7 +17,11 @@ BUDGETS = (5e11, 1.2e12, 3e12, 7.5e12)  # training FLOPs (PaLM count); with 4, a
 # frontier points and approach 2's hold-out check refits without the largest budget
 
 
-def runs():
-  return sweep.isoflop("configs/lm.py", BUDGETS, sizes=lm.LADDER, num_sizes=4, tokens_per_param=40, overrides={
-      "data.dataset": "pystdlib", "data.seq_len": 128, "train.batch_size": 4, "optim.lr": 3e-3,
-      "train.eval_every": 0, "train.eval_batches": 0, "train.progress": False})
+OVERRIDES = {"data.dataset": "pystdlib", "data.seq_len": 128, "train.batch_size": 4, "optim.lr": 3e-3,
+             "train.eval_every": 0, "train.eval_batches": 0, "train.progress": False}
+
+
+def runs(overrides=None):
+  """The design; ``overrides`` change fields of every run (a variant to compare, as cpu_isoflop_gelu.py)."""
+  return sweep.isoflop("configs/lm.py", BUDGETS, sizes=lm.LADDER, num_sizes=4, tokens_per_param=40,
+                       overrides={**OVERRIDES, **(overrides or {})})

@@ -20,6 +20,5 @@ LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
 
 def runs():
   return sweep.isoflop("configs/lm.py", cpu_isoflop.BUDGETS[:2], sizes=lm.LADDER, num_sizes=4, tokens_per_param=40,
-                       axes={"optim.lr": list(LEARNING_RATES)}, overrides={
-      "data.dataset": "pystdlib", "data.seq_len": 128, "train.batch_size": 4,
-      "train.eval_every": 0, "train.eval_batches": 0, "train.progress": False})
+                       axes={"optim.lr": list(LEARNING_RATES)},
+                       overrides={k: v for k, v in cpu_isoflop.OVERRIDES.items() if k != "optim.lr"})

@@ -31,15 +31,18 @@ from scaling.analysis.fits import (
   AnalysisWarning,
   ChinchillaLaw,
   EnvelopeFit,
+  Frontier,
   HoldoutCheck,
   IsoFLOPFit,
   KaplanFit,
   KaplanLaw,
   LossAt,
+  Multiplier,
   Prediction,
   Runs,
   SettingLaw,
   bootstrap_joint,
+  compute_multipliers,
   default_workers,
   fit_approach1,
   fit_approach2,
@@ -349,6 +352,69 @@ def analyze(
   return result
 
 
+@dataclass
+class Comparison:
+  """Sweeps analysed alike, and the compute multiplier of each over the first (the baseline) by every method
+  that gives both a compute-optimal loss."""
+
+  labels: list[str]
+  analyses: list[Analysis]
+  budgets: list[float]
+  multipliers: dict[tuple[str, str], list[Multiplier]] = field(default_factory=dict)  # (label, method) -> by C
+  plots: dict[str, str] = field(default_factory=dict)
+
+
+def frontiers(a: Analysis) -> dict[str, Frontier]:
+  """The compute-optimal loss L*(C) of each method that gives one: the L(N, D) laws and approach 1's L(C)."""
+  out = {law.method: Frontier(law.method, law, a.runs.flops) for law in (a.approach3, a.kaplan_joint)
+         if law is not None}
+  if a.approach1 is not None:
+    out["approach 1"] = Frontier("approach 1", a.approach1.loss_law, None)
+  return out
+
+
+def _labels(csv_paths, labels) -> list[str]:
+  """--labels, or each CSV's directory name (runs/<experiment>/results.csv), else its file name."""
+  if labels is None:
+    labels = [Path(p).parent.name or Path(p).stem for p in csv_paths]
+    if len(set(labels)) < len(labels):
+      labels = [Path(p).stem for p in csv_paths]
+  elif len(labels) != len(csv_paths):
+    raise AnalysisError(f"--labels gives {len(labels)} names for {len(csv_paths)} CSVs")
+  for label in labels:
+    if not label or label in (".", "..") or "/" in label:
+      raise AnalysisError(f"label {label!r} cannot name a directory under --out; pass --labels")
+  if len(set(labels)) < len(labels):
+    raise AnalysisError(f"the CSVs' names repeat ({', '.join(labels)}); tell them apart with --labels")
+  return labels
+
+
+def compare(csv_paths, out_dir, labels=None, seed: int = 0, predict_budgets=None, **options) -> Comparison:
+  """Analyse each CSV as ``analyze`` does, with the same options, into out_dir/<label> (the bootstrap of the
+  i-th with seed + i, so that the sweeps' resamples are independent), then the compute multiplier of each over
+  the first at ``predict_budgets`` (default: the first's budgets, and 10x and 100x its largest), and write
+  the comparison's report.md and plot to ``out_dir``."""
+  out_dir = Path(out_dir)
+  labels = _labels(csv_paths, labels)
+  analyses = [analyze(path, out_dir / label, seed=seed + i, predict_budgets=predict_budgets, **options)
+              for i, (path, label) in enumerate(zip(csv_paths, labels))]
+  base = analyses[0]
+  measured = base.runs.budgets() if len(base.runs.budgets()) else np.array([base.runs.C.max()])
+  budgets = sorted(float(C) for C in (predict_budgets or (*measured, 10 * measured.max(), 100 * measured.max())))
+  result = Comparison(labels, analyses, budgets)
+  by_sweep = [frontiers(a) for a in analyses]
+  for label, others in zip(labels[1:], by_sweep[1:]):
+    for method, frontier in others.items():
+      if method in by_sweep[0]:
+        result.multipliers[label, method] = compute_multipliers(budgets, by_sweep[0][method], frontier)
+  if not result.multipliers:
+    raise AnalysisError(f"no method gives both {labels[0]}'s and another sweep's compute-optimal loss; see the "
+                        "warnings in each one's report")
+  result.plots = plots.make_comparison_plots(result, out_dir, by_sweep)
+  report.write_comparison(result, out_dir / "report.md")
+  return result
+
+
 def _check_settings(out_dir: Path, budgets, budget_tol, drop_highest_loss, predict_budgets, at, n_boot, seed,
                     huber_delta, workers) -> None:
   """Raise AnalysisError for a setting no analysis can use, before any fit runs."""
@@ -429,8 +495,11 @@ def main(argv=None) -> int:
     prog="python -m scaling.analyze",
     description="Fit scaling laws (Chinchilla approaches 1-3, Kaplan L(N) and L(N, D)) to a sweep's results.",
   )
-  parser.add_argument("csv", help="results CSV: one row per run")
-  parser.add_argument("--out", required=True, help="output directory for report.md and the plots")
+  parser.add_argument("csv", nargs="+", help="results CSV: one row per run; two or more: each analysed alike, then "
+                                             "compared with the first (compute multipliers)")
+  parser.add_argument("--out", required=True, help="output directory for report.md and the plots (comparing: each "
+                                                   "CSV's analysis in a directory of it named by its label)")
+  parser.add_argument("--labels", nargs="+", help="names of the CSVs compared (default: each one's directory name)")
   parser.add_argument("--n-col", help="column of parameters N (default: N, if present)")
   parser.add_argument("--d-col", help="column of training tokens D (default: D, if present)")
   parser.add_argument("--c-col", help="column of training compute C in FLOP (default: C, if present)")
@@ -478,39 +547,49 @@ def main(argv=None) -> int:
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
 
+  if args.labels and len(args.csv) == 1:
+    parser.error("--labels names the sweeps of a comparison: give two CSVs or more")
+  options = dict(
+    n_col=args.n_col,
+    d_col=args.d_col,
+    c_col=args.c_col,
+    loss_col=args.loss_col,
+    budgets=args.budgets,
+    budget_tol=args.budget_tol,
+    drop_highest_loss=args.drop_highest_loss,
+    repeats=args.repeats,
+    predict_budgets=args.predict,
+    at=args.at,
+    n_boot=args.bootstrap,
+    seed=args.seed,
+    holdout=not args.no_holdout,
+    huber_delta=args.huber_delta,
+    progress=not args.quiet and sys.stderr.isatty(),
+    workers=args.workers,
+  )
   raise_on_ctrl_c()  # caught below, after the worker processes are stopped
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", AnalysisWarning)  # printed below, from the result
-      result = analyze(
-        args.csv,
-        args.out,
-        n_col=args.n_col,
-        d_col=args.d_col,
-        c_col=args.c_col,
-        loss_col=args.loss_col,
-        budgets=args.budgets,
-        budget_tol=args.budget_tol,
-        drop_highest_loss=args.drop_highest_loss,
-        repeats=args.repeats,
-        predict_budgets=args.predict,
-        at=args.at,
-        n_boot=args.bootstrap,
-        seed=args.seed,
-        holdout=not args.no_holdout,
-        huber_delta=args.huber_delta,
-        progress=not args.quiet and sys.stderr.isatty(),
-        workers=args.workers,
-      )
+      if len(args.csv) == 1:
+        result = analyze(args.csv[0], args.out, **options)
+      else:
+        result = compare(args.csv, args.out, labels=args.labels, **options)
   except AnalysisError as err:
     print(f"error: {err}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:  # Ctrl-C: the fits are lost, the inputs untouched
     print("interrupted", file=sys.stderr)
     return 130
-  for message in result.warnings:
-    print(f"warning: {message}", file=sys.stderr)
-  print(report.summary(result))
+  if len(args.csv) == 1:
+    for message in result.warnings:
+      print(f"warning: {message}", file=sys.stderr)
+    print(report.summary(result))
+  else:
+    for label, analysis in zip(result.labels, result.analyses):
+      for message in analysis.warnings:
+        print(f"warning: {label}: {message}", file=sys.stderr)
+    print(report.comparison_summary(result))
   print(f"wrote {Path(args.out) / 'report.md'} and {len(result.plots)} plots (PNG and SVG)")
   return 0
 

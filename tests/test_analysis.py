@@ -26,6 +26,7 @@ from scaling.analysis.fits import (
   AnalysisError,
   AnalysisWarning,
   ChinchillaLaw,
+  Frontier,
   FlopsPerToken,
   HoldoutCheck,
   KaplanLaw,
@@ -47,7 +48,7 @@ from scaling.analysis.fits import (
   start_grid,
 )
 from scaling import analyze as analyze_module
-from scaling.analyze import analyze, load_runs, main
+from scaling.analyze import analyze, compare, frontiers, load_runs, main
 
 CHINCHILLA_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch" / "svg_extracted_data.csv"
 CHINCHILLA_BUDGETS = [6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21]
@@ -1227,3 +1228,123 @@ def test_plots_are_readable():
   FigureCanvasAgg(fig).draw()
   legend, axes = fig.legends[0].get_window_extent(), fig.axes[0].get_window_extent()
   assert fig.axes[0].get_legend() is None and legend.y1 < axes.y0
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparing sweeps: compute multipliers
+# --------------------------------------------------------------------------------------------------
+
+
+def shifted(law: ChinchillaLaw, s: float) -> ChinchillaLaw:
+  """The law of N and D worth s times as much: shifted(law, s).loss(N, D) = law.loss(s N, s D). Where a token
+  costs k N FLOPs, its compute-optimal loss at C is law's at s^2 C."""
+  return law_of(E=law.E, A=law.A * s**-law.alpha, B=law.B * s**-law.beta, alpha=law.alpha, beta=law.beta)
+
+
+def test_a_law_shifted_in_scale_is_worth_the_square_of_the_shift_in_compute():
+  budgets = [1e16, 1e19, 1e22, 1e25]
+  multipliers = fits.compute_multipliers(budgets, Frontier("approach 3", TRUE_LAW, SIX_N),
+                                         Frontier("approach 3", shifted(TRUE_LAW, 1.5), SIX_N))
+  for m, C in zip(multipliers, budgets):
+    assert m.C == C and m.multiplier.value == pytest.approx(2.25, rel=1e-9)
+    assert m.L_base.value == pytest.approx(TRUE_LAW.loss_opt(C, SIX_N), rel=1e-12)
+    assert m.L_other.value == pytest.approx(TRUE_LAW.loss_opt(2.25 * C, SIX_N), rel=1e-12)
+    assert not m.multiplier.has_interval  # no bootstrap samples
+
+
+def test_compute_multiplier_where_a_token_costs_more_than_6n_matches_a_root_finder():
+  """The PaLM count (f/N from 1.10 to 1.74 x 6): no closed form; the inverted frontier agrees with brentq."""
+  from scipy.optimize import brentq
+
+  flops = load_runs(PALM_CSV)[0].flops
+  other = law_of(E=1.69, A=406.4, B=300.0, alpha=0.34, beta=0.28)  # less data-hungry than HOFFMANN_LAW
+  budgets = [1e17, 1e19, 1e21]
+  multipliers = fits.compute_multipliers(budgets, Frontier("approach 3", HOFFMANN_LAW, flops),
+                                         Frontier("approach 3", other, flops))
+  for m, C in zip(multipliers, budgets):
+    target = float(other.loss_opt(C, flops))
+    needed = brentq(lambda ln_c: float(HOFFMANN_LAW.loss_opt(math.exp(ln_c), flops)) - target, math.log(C),
+                    math.log(C) + 10, xtol=1e-12)
+    assert m.multiplier.value == pytest.approx(math.exp(needed) / C, rel=1e-4) and m.multiplier.value > 1.2
+
+
+def test_a_loss_below_the_baselines_E_is_never_reached_and_intervals_pair_the_bootstraps():
+  lower_E = law_of(E=1.0, A=400.0, B=1500.0, alpha=0.34, beta=0.30)  # TRUE_LAW's, E 1.7 -> 1.0
+  C = [1e18, 1e24]
+  assert lower_E.loss_opt(1e24, SIX_N) < 1.7  # at 1e24, lower_E's optimum is below TRUE_LAW's E
+  [near, far] = fits.compute_multipliers(C, Frontier("approach 3", TRUE_LAW, SIX_N),
+                                         Frontier("approach 3", lower_E, SIX_N))
+  assert 1 < near.multiplier.value < math.inf and far.multiplier.value == math.inf
+  assert report._times(far.multiplier) == "never"
+  # Bootstrap samples: the i-th of each law is paired, so each pair's multiplier is shifts[i]^2
+  shifts = np.linspace(1.0, 2.0, 41)
+  base = dataclasses.replace(TRUE_LAW, samples=np.tile(TRUE_LAW.params, (41, 1)))
+  other = dataclasses.replace(shifted(TRUE_LAW, 1.5), samples=np.array([shifted(TRUE_LAW, s).params for s in shifts]))
+  [m] = fits.compute_multipliers([1e20], Frontier("approach 3", base, SIX_N), Frontier("approach 3", other, SIX_N))
+  lo, hi = np.percentile(shifts**2, [2.5, 97.5], method="nearest")
+  assert (m.multiplier.value, m.multiplier.lo, m.multiplier.hi) == pytest.approx((2.25, lo, hi), rel=1e-9)
+  assert report._times(m.multiplier) == f"2.25x [{lo:.3g}x, {hi:.3g}x]"
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+  """Two synthetic sweeps, the second of a law worth 2x in N and D (4x in compute), compared."""
+  root = tmp_path_factory.mktemp("compare")
+  paths = []
+  for label, law, seed in (("swiglu", TRUE_LAW, 1), ("gelu", shifted(TRUE_LAW, 2.0), 2)):
+    (root / label).mkdir()
+    paths.append(write_results_csv(root / label / "results.csv", *synthetic_sweep(seed=seed, law=law)))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)
+    return root, compare(paths, root / "out", n_boot=40, holdout=False)
+
+
+def test_comparison_recovers_a_known_compute_multiplier(two_sweeps):
+  root, c = two_sweeps
+  assert c.labels == ["swiglu", "gelu"]  # each CSV's directory
+  assert [a.source for a in c.analyses] == [str(root / label / "results.csv") for label in c.labels]
+  measured = list(c.analyses[0].runs.budgets())  # the baseline's budgets (each its runs' mean C)
+  assert c.budgets == [*measured, 10 * measured[-1], 100 * measured[-1]] and len(measured) == len(SWEEP_BUDGETS)
+  assert set(c.multipliers) == {("gelu", "approach 3"), ("gelu", "approach 1"), ("gelu", "Kaplan L(N, D)")}
+  by_sweep = [frontiers(a) for a in c.analyses]
+  assert c.multipliers["gelu", "approach 3"] == fits.compute_multipliers(c.budgets, by_sweep[0]["approach 3"],
+                                                                          by_sweep[1]["approach 3"])
+  for m in c.multipliers["gelu", "approach 3"][:len(SWEEP_BUDGETS)]:  # within the sweeps' compute: about 4
+    assert m.multiplier.lo < 4.0 < m.multiplier.hi and 3.0 < m.multiplier.value < 5.5, m
+  assert c.analyses[1].settings["seed"] == 1  # independent resamples
+  text = (root / "out" / "report.md").read_text()
+  m = c.multipliers["gelu", "approach 3"][3]
+  assert (f"| `gelu` | approach 3 | {m.C:.5g} | {report._est(m.L_base)} | {report._est(m.L_other)} | "
+          f"{report._times(m.multiplier)} |") in text
+  assert "| `swiglu` (baseline) | [report](swiglu/report.md) | " in text
+  for label in c.labels:
+    assert (root / "out" / label / "report.md").exists() and (root / "out" / label / "isoflops.png").exists()
+  assert (root / "out" / "comparison.png").stat().st_size > 10_000 and "![Compute-optimal loss" in text
+  largest = c.multipliers["gelu", "approach 3"][len(measured) - 1]  # the console's line: at the largest budget
+  assert report.comparison_summary(c).splitlines()[0] == (
+    f"gelu over swiglu at C={largest.C:.5g} (approach 3): compute multiplier {report._times(largest.multiplier)}, "
+    f"L*={report._est(largest.L_other)} against {report._est(largest.L_base)}")
+
+
+def test_cli_compares_two_csvs_and_names_them(two_sweeps, tmp_path, capsys):
+  root, _ = two_sweeps
+  csvs = [str(root / label / "results.csv") for label in ("swiglu", "gelu")]
+  assert main([*csvs, "--out", str(tmp_path / "o"), "--labels", "a", "b", "--bootstrap", "0", "--no-holdout",
+               "--quiet"]) == 0
+  captured = capsys.readouterr()
+  assert re.match(r"b over a at C=3\.00\d\de\+19 \(approach 3\): compute multiplier \d\.\d+x, L\*=",
+                  captured.out.splitlines()[0]), captured.out
+  assert "warning: b: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
+  assert (tmp_path / "o" / "b" / "report.md").exists() and (tmp_path / "o" / "report.md").exists()
+  for args, message in (
+    (["--labels", "a", "a"], "error: the CSVs' names repeat (a, a); tell them apart with --labels"),
+    (["--labels", "a"], "error: --labels gives 1 names for 2 CSVs"),
+  ):
+    assert main([*csvs, "--out", str(tmp_path / "x"), "--quiet", *args]) == 2
+    assert capsys.readouterr().err == message + "\n"
+  with pytest.raises(SystemExit):
+    main([csvs[0], "--out", str(tmp_path / "x"), "--labels", "a"])
+  assert capsys.readouterr().err.splitlines()[-1] == (
+    "python -m scaling.analyze: error: --labels names the sweeps of a comparison: give two CSVs or more")
+  assert not (tmp_path / "x").exists()

@@ -57,6 +57,8 @@ GOLDEN_ITERATIONS = 64  # golden-section steps: the ln N bracket shrinks by 0.61
 MIN_LOG_D_SPREAD = 0.05  # RMS of ln D about a line in ln N below which approach 3 sees one budget
 NEGLIGIBLE_E = 1e-4  # a fitted E below this fraction of the lowest loss is about 0: the runs show none (where
 # along that flat direction L-BFGS-B stops, ln E = -18 or -1800, depends on the machine's floating point)
+FRONTIER_POINTS = 600  # ln C grid on which a baseline's frontier is inverted (compute_multipliers)
+FRONTIER_REACH = 16.0  # that grid reaches this far in ln C beyond the budgets asked about (a factor 9e6)
 REPEATS = ("all", "best", "mean")  # what make_runs does with runs that share N and D: keep, lowest loss, mean loss
 
 
@@ -1398,6 +1400,80 @@ def loss_at(N: float, D: float, flops: FlopsPerToken, *joint_laws: JointLaw | No
                  estimate(law, lambda l: l.loss(N, D) / l.loss_opt(C, flops) - 1),
                  estimate(law, lambda l: l.n_opt(C, flops)))
           for law in joint_laws if law is not None]
+
+
+@dataclass(frozen=True)
+class Frontier:
+  """One method's compute-optimal loss L*(C) of one sweep: a joint law's (``flops``: the sweep's FLOPs per
+  token) or approach 1's L(C) (``flops`` None)."""
+
+  method: str
+  law: JointLaw | SaturatingLaw
+  flops: FlopsPerToken | None
+
+  def loss(self, law, C):
+    """L*(C) by ``law``, this frontier's law or one of its bootstrap samples."""
+    return law(C) if self.flops is None else law.loss_opt(C, self.flops)
+
+  def laws(self) -> list:
+    """The law's bootstrap samples, as laws."""
+    samples = self.law.samples if self.law.samples is not None else ()
+    return [type(self.law).from_params(s) for s in samples]
+
+
+@dataclass(frozen=True)
+class Multiplier:
+  """At compute C, one method's compute-optimal loss of a baseline sweep and of another, and the compute the
+  baseline needs to reach the other's loss, over C: above 1, the other sweep's setup is worth that many times
+  the baseline's compute; inf where the baseline never reaches that loss (it is below the baseline's E)."""
+
+  method: str
+  C: float
+  L_base: Estimate
+  L_other: Estimate
+  multiplier: Estimate
+
+
+def _multiplier(base: Frontier, base_law, other: Frontier, other_law, C: np.ndarray) -> np.ndarray:
+  """C_base(L_other*(C)) / C: the baseline's frontier on a grid of FRONTIER_POINTS in ln C, FRONTIER_REACH
+  beyond C each way, inverted by interpolating ln C in ln(L* - E), which is linear where L* - E is a power of
+  C (approach 3 with f = k N, approach 1). Beyond the grid: 0 or inf, as the other loss is above or below it."""
+  target = other.loss(other_law, C)
+  ln_c = np.linspace(np.log(C.min()) - FRONTIER_REACH, np.log(C.max()) + FRONTIER_REACH, FRONTIER_POINTS)
+  E = base_law.E
+  excess = np.minimum.accumulate(base.loss(base_law, np.exp(ln_c))) - E  # decreasing in C, as L* is
+  with np.errstate(divide="ignore", invalid="ignore"):
+    at = np.interp(-np.log(target - E), -np.log(np.maximum(excess, np.finfo(float).tiny)), ln_c,
+                   left=-np.inf, right=np.inf)
+  at = np.where(target <= E, np.inf, at)
+  return np.exp(at) / C
+
+
+def compute_multipliers(budgets, base: Frontier, other: Frontier) -> list[Multiplier]:
+  """``Multiplier`` at each budget, by one method (``base`` and ``other`` must be the same method's frontiers
+  of two sweeps), with percentile intervals over pairs of their bootstrap samples (the i-th of each: the two
+  sweeps' resamples are independent)."""
+  C = np.asarray(budgets, dtype=float)
+  pairs = list(zip(base.laws(), other.laws()))
+  values = _multiplier(base, base.law, other, other.law, C)
+  if pairs:
+    samples = np.array([_multiplier(base, b, other, o, C) for b, o in pairs])
+    lo, hi = np.percentile(samples, [50 * (1 - INTERVAL_LEVEL), 50 * (1 + INTERVAL_LEVEL)], axis=0,
+                           method="nearest")  # a sample's value: inf where the baseline never gets there
+  else:
+    lo = hi = np.full(len(C), math.nan)
+  L_base = _estimates(base.law, lambda law: base.loss(law, C))
+  L_other = _estimates(other.law, lambda law: other.loss(law, C))
+  return [Multiplier(base.method, float(c), L_base[i], L_other[i], Estimate(float(values[i]), float(lo[i]), float(hi[i])))
+          for i, c in enumerate(C)]
+
+
+def _estimates(law, fn: Callable) -> list[Estimate]:
+  """``estimate`` of an array-valued fn: an Estimate per element."""
+  value = np.asarray(fn(law), dtype=float)
+  band = percentile_band(law, fn)
+  lo, hi = band if band is not None else (np.full(value.shape, math.nan),) * 2
+  return [Estimate(float(v), float(a), float(b)) for v, a, b in zip(value, lo, hi)]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from matplotlib.ticker import (
   NullLocator,
 )
 
-from scaling.analysis.fits import percentile_band
+from scaling.analysis.fits import compute_multipliers, percentile_band
 
 COMPUTE_LABEL = "training compute C [FLOP]"
 PARAMS_LABEL = "parameters N"
@@ -71,7 +71,8 @@ def _readable_log_ticks(fig: Figure) -> None:
       ratio = max(limits) / min(limits)
       if ratio < 100:
         axis.set_major_locator(LogLocator(subs=np.arange(1.0, 10.0) if ratio < 4 else (1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(_power_of_ten_label))
+        if not isinstance(axis.get_major_formatter(), FuncFormatter):  # a plot's own labels stay
+          axis.set_major_formatter(FuncFormatter(_power_of_ten_label))
 
 
 def _save(fig: Figure, out_dir: Path, name: str) -> str:
@@ -406,3 +407,55 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   if analysis.curves:
     figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}
+
+
+METHOD_STYLES = {"approach 3": {"ls": "-", "lw": 2}, "Kaplan L(N, D)": {"ls": "-.", "lw": 1.5},
+                 "approach 1": {"ls": "--", "lw": 1.5}}  # the comparison's lines: one per method
+COMPARISON_POINTS = 40  # compute values at which the comparison plot draws the multipliers
+
+
+def plot_comparison(comparison, frontiers: list[dict]) -> Figure:
+  """Left: each sweep's runs and compute-optimal loss L*(C) by each method; right: each sweep's compute
+  multiplier over the baseline against C, with the 95% band of approach 3 (or the first method there is)."""
+  fig, (ax, ax_m) = _figure(ncols=2)
+  colours = [cm.tab10(i % 10) for i in range(len(comparison.labels))]
+  C_all = np.concatenate([a.runs.C for a in comparison.analyses] + [np.asarray(comparison.budgets)])
+  C = _log_grid(C_all, pad=1.2, num=COMPARISON_POINTS)
+  for label, a, colour, by_method in zip(comparison.labels, comparison.analyses, colours, frontiers):
+    ax.scatter(a.runs.C, a.runs.L, s=14, color=colour, alpha=0.6, zorder=3)
+    for method, frontier in by_method.items():
+      ax.plot(C, frontier.loss(frontier.law, C), color=colour, label=f"{label}: {method}", **METHOD_STYLES[method])
+  ax.set_xscale("log")
+  _log_loss_axis(ax)
+  ax.set_xlabel(COMPUTE_LABEL)
+  ax.set_title("Compute-optimal loss L*(C) of each sweep (dots: its runs)")
+  ax.legend(fontsize=8, loc="upper right")
+  base = frontiers[0]
+  for label, colour, by_method in zip(comparison.labels[1:], colours[1:], frontiers[1:]):
+    banded = False
+    for method, frontier in by_method.items():
+      if method not in base:
+        continue
+      multipliers = compute_multipliers(C, base[method], frontier)
+      values = np.array([m.multiplier.value for m in multipliers])
+      ax_m.plot(C, values, color=colour, label=f"{label}: {method}", **METHOD_STYLES[method])
+      lo, hi = (np.array([getattr(m.multiplier, end) for m in multipliers]) for end in ("lo", "hi"))
+      if not banded and np.isfinite(lo).any():
+        ax_m.fill_between(C, lo, hi, color=colour, alpha=0.2, lw=0)
+        banded = True
+  ax_m.axhline(1.0, color="black", lw=1)
+  for budget in comparison.budgets:
+    ax_m.axvline(budget, color="grey", lw=0.5, ls=":")
+  ax_m.set_xscale("log")
+  ax_m.set_yscale("log")
+  ax_m.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+  ax_m.set_xlabel(COMPUTE_LABEL)
+  ax_m.set_ylabel(f"compute {comparison.labels[0]} needs for the same loss / C")
+  ax_m.set_title(f"Compute multiplier over {comparison.labels[0]} (band: 95%; dotted: the report's budgets)")
+  ax_m.legend(fontsize=8, loc="best")
+  return fig
+
+
+def make_comparison_plots(comparison, out_dir: Path, frontiers: list[dict]) -> dict[str, str]:
+  return {"Compute-optimal loss and compute multiplier": _save(plot_comparison(comparison, frontiers), out_dir,
+                                                                "comparison")}

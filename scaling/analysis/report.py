@@ -421,3 +421,77 @@ def summary(a) -> str:
     lines.append(f"at N={_num(x.N)} D={_num(x.D)} ({x.method}): L={_est(x.L)}, {x.excess.value:+.2%} above the "
                  f"compute-optimal L={_num(x.L_opt.value)} (N={_num(x.N_opt.value)}) at C={_num(x.C)}")
   return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparing sweeps (scaling.analyze with two CSVs or more)
+# --------------------------------------------------------------------------------------------------
+
+
+def _times(e: Estimate) -> str:
+  """A compute multiplier: '1.52x [1.31x, 1.80x]'; inf: the baseline never reaches that loss."""
+  def one(x: float) -> str:
+    return "never" if x == math.inf else f"{x:.3g}x"
+  if math.isnan(e.lo) or math.isnan(e.hi):
+    return one(e.value)
+  return f"{one(e.value)} [{one(e.lo)}, {one(e.hi)}]"
+
+
+def _sweeps_section(c) -> list[str]:
+  rows = []
+  for label, a in zip(c.labels, c.analyses):
+    law3 = a.approach3
+    rows.append([
+      f"`{label}`" + (" (baseline)" if label == c.labels[0] else ""), f"[report]({label}/report.md)", str(len(a.runs)),
+      f"{_num(a.runs.C.min())} to {_num(a.runs.C.max())}",
+      *(["-"] * 4 if law3 is None else [_est(estimate(law3, attrgetter(q))) for q in ("E", "alpha", "beta", "a")]),
+      "-" if a.approach1 is None else _est(estimate(a.approach1.loss_law, attrgetter("gamma"))),
+      str(len(a.warnings)),
+    ])
+  return [
+    "Each sweep analysed alike (the same options); its own report has every fit, plot and warning.",
+    "",
+    *_table(["sweep", "analysis", "runs", "C [FLOP]", "E", "α", "β", "a (N_opt ∝ C^a)", "approach 1 γ", "warnings"],
+            rows),
+  ]
+
+
+def _multipliers_section(c) -> list[str]:
+  base = c.labels[0]
+  lines = [
+    f"The compute `{base}` needs to reach each sweep's compute-optimal loss L*(C), over C: above 1, the other "
+    f"sweep's setup is worth that many times `{base}`'s compute at C; below 1, it costs. Each method's L*(C) is "
+    "its own (approach 3 and Kaplan's L(N, D) at each sweep's compute-optimal N and D, approach 1 its L(C) "
+    f"through the best runs); values [{INTERVAL_LEVEL:.0%} interval over pairs of the sweeps' bootstrap fits]. "
+    f"Beyond the largest budget of `{base}` ({_num(max(c.analyses[0].runs.budget_or_C()))} FLOP), an extrapolation.",
+    "",
+  ]
+  rows = [[f"`{label}`", method, _num(m.C), _est(m.L_base), _est(m.L_other), _times(m.multiplier)]
+          for (label, method), multipliers in c.multipliers.items() for m in multipliers]
+  return lines + _table(["sweep", "method", "C [FLOP]", f"L* of `{base}`", "L* of the sweep", "multiplier"], rows)
+
+
+def render_comparison(c) -> str:
+  lines = ["# Scaling-law comparison", ""]
+  for title, render in (("Sweeps", _sweeps_section), (f"Compute multipliers over `{c.labels[0]}`",
+                                                       _multipliers_section)):
+    lines += [f"## {title}", "", *render(c)]
+  lines += ["## Plots", ""]
+  for title, png in c.plots.items():
+    lines += [f"### {title}", "", f"![{title}]({png})", "", f"[SVG]({Path(png).with_suffix('.svg').name})", ""]
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def write_comparison(c, path: Path) -> None:
+  Path(path).write_text(render_comparison(c), encoding="utf-8")
+
+
+def comparison_summary(c) -> str:
+  """A line per sweep and method at the baseline's largest budget, for the console."""
+  C_max = max(c.analyses[0].runs.budget_or_C())
+  lines = []
+  for (label, method), multipliers in c.multipliers.items():
+    m = min(multipliers, key=lambda m: abs(math.log(m.C / C_max)))
+    lines.append(f"{label} over {c.labels[0]} at C={_num(m.C)} ({method}): compute multiplier {_times(m.multiplier)}, "
+                 f"L*={_est(m.L_other)} against {_est(m.L_base)}")
+  return "\n".join(lines)
