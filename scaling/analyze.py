@@ -3,7 +3,8 @@
 Reads a results CSV (ours, or any CSV with columns for two of N, D, C and a loss), fits Chinchilla
 approaches 1, 2 and 3 and Kaplan-style L(N) and L(N, D) with bootstrap intervals, predicts the compute-optimal
 N, D and loss for given budgets, checks the fits on the largest budget held out, and writes plots
-(PNG and SVG) and report.md to DIR.
+(PNG and SVG) and report.md to DIR. Given two CSVs or more, analyses each alike into DIR/<label> and
+compares them: the compute multiplier of each over the first (``compare``).
 """
 
 from __future__ import annotations
