@@ -397,6 +397,11 @@ def compare(csv_paths, out_dir, labels=None, seed: int = 0, predict_budgets=None
   the comparison's report.md and plot to ``out_dir``."""
   out_dir = Path(out_dir)
   labels = _labels(csv_paths, labels)
+  for path in csv_paths:  # before the first analysis, which takes minutes
+    try:
+      Path(path).open().close()
+    except OSError as err:
+      raise AnalysisError(f"cannot read {path}: {err.strerror or err}") from None
   analyses = [analyze(path, out_dir / label, seed=seed + i, predict_budgets=predict_budgets, **options)
               for i, (path, label) in enumerate(zip(csv_paths, labels))]
   base = analyses[0]
@@ -499,7 +504,7 @@ def main(argv=None) -> int:
   parser.add_argument("csv", nargs="+", help="results CSV: one row per run; two or more: each analysed alike, then "
                                              "compared with the first (compute multipliers)")
   parser.add_argument("--out", required=True, help="output directory for report.md and the plots (comparing: each "
-                                                   "CSV's analysis in a directory of it named by its label)")
+                                                   "CSV's own analysis in OUT/<label>)")
   parser.add_argument("--labels", nargs="+", help="names of the CSVs compared (default: each one's directory name)")
   parser.add_argument("--n-col", help="column of parameters N (default: N, if present)")
   parser.add_argument("--d-col", help="column of training tokens D (default: D, if present)")

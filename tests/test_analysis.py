@@ -1327,21 +1327,29 @@ def test_comparison_recovers_a_known_compute_multiplier(two_sweeps):
     f"L*={report._est(largest.L_other)} against {report._est(largest.L_base)}")
 
 
-def test_cli_compares_two_csvs_and_names_them(two_sweeps, tmp_path, capsys):
-  root, _ = two_sweeps
+def test_cli_compares_two_csvs_and_names_them(two_sweeps, tmp_path, capsys, monkeypatch):
+  """The command hands the CSVs, labels and options to compare() (here the fixture's comparison stands in for
+  a second one) and prints its warnings and summary; mistakes end in one line before any fit."""
+  root, c = two_sweeps
   csvs = [str(root / label / "results.csv") for label in ("swiglu", "gelu")]
-  assert main([*csvs, "--out", str(tmp_path / "o"), "--labels", "a", "b", "--bootstrap", "0", "--no-holdout",
-               "--quiet"]) == 0
+  calls = []
+  monkeypatch.setattr(analyze_module, "compare", lambda *args, **kwargs: calls.append((args, kwargs)) or c)
+  assert main([*csvs, "--out", str(tmp_path / "o"), "--labels", "a", "b", "--bootstrap", "40", "--no-holdout",
+               "--quiet", "--workers", "1"]) == 0
+  [(args, kwargs)] = calls
+  assert args == (csvs, str(tmp_path / "o")) and kwargs["labels"] == ["a", "b"]
+  assert (kwargs["n_boot"], kwargs["holdout"], kwargs["seed"], kwargs["workers"]) == (40, False, 0, 1)
   captured = capsys.readouterr()
-  assert re.match(r"b over a at C=3\.00\d\de\+19 \(approach 3\): compute multiplier \d\.\d+x, L\*=",
-                  captured.out.splitlines()[0]), captured.out
-  assert "warning: b: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
-  assert (tmp_path / "o" / "b" / "report.md").exists() and (tmp_path / "o" / "report.md").exists()
-  for args, message in (
-    (["--labels", "a", "a"], "error: the CSVs' names repeat (a, a); tell them apart with --labels"),
-    (["--labels", "a"], "error: --labels gives 1 names for 2 CSVs"),
+  wrote = f"wrote {tmp_path / 'o' / 'report.md'} and 1 plots (PNG and SVG)"
+  assert captured.out == f"{report.comparison_summary(c)}\n{wrote}\n"
+  assert "warning: gelu: skipped 1 run(s) whose status is not 'ok'" in captured.err.splitlines()
+  monkeypatch.undo()
+  for more, args, message in (
+    ([], ["--labels", "a", "a"], "error: the CSVs' names repeat (a, a); tell them apart with --labels"),
+    ([], ["--labels", "a"], "error: --labels gives 1 names for 2 CSVs"),
+    ([str(tmp_path / "none.csv")], [], f"error: cannot read {tmp_path / 'none.csv'}: No such file or directory"),
   ):
-    assert main([*csvs, "--out", str(tmp_path / "x"), "--quiet", *args]) == 2
+    assert main([*csvs, *more, "--out", str(tmp_path / "x"), "--quiet", *args]) == 2
     assert capsys.readouterr().err == message + "\n"
   with pytest.raises(SystemExit):
     main([csvs[0], "--out", str(tmp_path / "x"), "--labels", "a"])

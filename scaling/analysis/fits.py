@@ -1458,14 +1458,14 @@ def compute_multipliers(budgets, base: Frontier, other: Frontier) -> list[Multip
   values = _multiplier(base, base.law, other, other.law, C)
   if pairs:
     samples = np.array([_multiplier(base, b, other, o, C) for b, o in pairs])
-    lo, hi = np.percentile(samples, [50 * (1 - INTERVAL_LEVEL), 50 * (1 + INTERVAL_LEVEL)], axis=0,
-                           method="nearest")  # a sample's value: inf where the baseline never gets there
+    lo, hi = np.nanpercentile(samples, [50 * (1 - INTERVAL_LEVEL), 50 * (1 + INTERVAL_LEVEL)], axis=0,
+                              method="nearest")  # a sample's value: inf where the baseline never gets there
   else:
     lo = hi = np.full(len(C), math.nan)
   L_base = _estimates(base.law, lambda law: base.loss(law, C))
   L_other = _estimates(other.law, lambda law: other.loss(law, C))
-  return [Multiplier(base.method, float(c), L_base[i], L_other[i], Estimate(float(values[i]), float(lo[i]), float(hi[i])))
-          for i, c in enumerate(C)]
+  return [Multiplier(base.method, float(c), L_base[i], L_other[i],
+                     Estimate(float(values[i]), float(lo[i]), float(hi[i]))) for i, c in enumerate(C)]
 
 
 def _estimates(law, fn: Callable) -> list[Estimate]:

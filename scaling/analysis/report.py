@@ -451,8 +451,8 @@ def _sweeps_section(c) -> list[str]:
   return [
     "Each sweep analysed alike (the same options); its own report has every fit, plot and warning.",
     "",
-    *_table(["sweep", "analysis", "runs", "C [FLOP]", "E", "α", "β", "a (N_opt ∝ C^a)", "approach 1 γ", "warnings"],
-            rows),
+    *_table(["sweep", "analysis", "runs", "C [FLOP]", "E", "α", "β", "a (N_opt ∝ C^a)", "approach 1 γ",
+             "warnings"], rows),
   ]
 
 
