@@ -431,6 +431,8 @@ def plot_comparison(comparison, frontiers: list[dict]) -> Figure:
   ax.set_title("Compute-optimal loss L*(C) of each sweep (dots: its runs)")
   ax.legend(fontsize=8, loc="upper right")
   base = frontiers[0]
+  measured = C <= max(comparison.analyses[0].runs.budget_or_C()) * 1.2
+  shown = [1.0]  # the multipliers within the baseline's compute, which set the axis: extrapolations may run off
   for label, colour, by_method in zip(comparison.labels[1:], colours[1:], frontiers[1:]):
     banded = False
     for method, frontier in by_method.items():
@@ -439,10 +441,14 @@ def plot_comparison(comparison, frontiers: list[dict]) -> Figure:
       multipliers = compute_multipliers(C, base[method], frontier)
       values = np.array([m.multiplier.value for m in multipliers])
       ax_m.plot(C, values, color=colour, label=f"{label}: {method}", **METHOD_STYLES[method])
+      shown += list(values[measured])
       lo, hi = (np.array([getattr(m.multiplier, end) for m in multipliers]) for end in ("lo", "hi"))
       if not banded and np.isfinite(lo).any():
-        ax_m.fill_between(C, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax_m.fill_between(C, lo, np.minimum(hi, 1e300), color=colour, alpha=0.2, lw=0)  # inf: up to the top
         banded = True
+        shown += list(lo[measured]) + list(hi[measured])
+  shown = np.array(shown)[np.isfinite(shown) & (np.array(shown) > 0)]
+  ax_m.set_ylim(shown.min() / 2, shown.max() * 2)
   ax_m.axhline(1.0, color="black", lw=1)
   for budget in comparison.budgets:
     ax_m.axvline(budget, color="grey", lw=0.5, ls=":")
