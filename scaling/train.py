@@ -337,7 +337,8 @@ def train(config, workdir: str) -> dict:
   D = step * tokens_per_step
   summary = {
       "family": config.family, "size": config.size, "status": "ok", "steps": step, "dataset": dataset,
-      "N": record["N"], "N_nonembed": record["N_nonembed"], "D": D, "epochs": epochs(config, epoch_size, step),
+      "N": record["N"], "N_nonembed": record["N_nonembed"], "D": D,
+      "epochs": epochs(config, epoch_size, step),
       "C": record["flops_per_token"] * D, "C_chinchilla": record["chinchilla_flops_per_token"] * D,
       "train_loss": last_train.get("loss"), "eval_loss": eval_result.get("loss"),
       "eval": eval_result, "tokens_per_s": last_train.get("tokens_per_s"), "mfu": last_train.get("mfu"),

@@ -35,4 +35,5 @@ def data_config(**fields):
   return config
 
 
-__all__ = ["DataError", "data_config", "dataset_identity", "epoch_size", "eval_batches", "get_tokenizer", "train_iterator"]
+__all__ = ["DataError", "data_config", "dataset_identity", "epoch_size", "eval_batches", "get_tokenizer",
+           "train_iterator"]
