@@ -442,18 +442,14 @@ def _read_on_host(checkpoints: Checkpoints, step: int, part: str | None = None) 
   return restored, meta
 
 
-def export(workdir: str, out: str, step: int | None = None) -> int:
-  """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params, its
-  resolved config to out/config.json and the parameters' fingerprints to out/fingerprints.json; returns
-  the step. Reads on the host: no mesh is needed."""
+def read_params(workdir: str, step: int | None = None) -> tuple[int, dict, dict]:
+  """(step, parameters as NumPy arrays checked against their checksums, the run's resolved config as saved)
+  of workdir's newest checkpoint that reads back, or of `step`. Reads on the host: no mesh is needed."""
   checkpoints = Checkpoints(workdir)
   steps = [s for s in checkpoints.manager.all_steps() if step is None or s == step]
   where = f"--workdir {workdir}: {checkpoints.directory} has no checkpoint{'' if step is None else f' of step {step}'}"
   if not steps:
     raise CheckpointError(f"{where} (steps: {', '.join(map(str, checkpoints.manager.all_steps())) or 'none'})")
-  out_dir = Path(out).absolute()
-  if (out_dir / "params").exists():
-    raise CheckpointError(f"--out {out}: {out_dir / 'params'} exists; choose another directory")
 
   def read(s):
     restored, meta = _read_on_host(checkpoints, s, "params")
@@ -464,6 +460,26 @@ def export(workdir: str, out: str, step: int | None = None) -> int:
   if found is None:
     raise CheckpointError(f"{where} that reads back")
   step, (params, config) = found
+  return step, params, config
+
+
+def place(host_tree, target):
+  """Host arrays (read_params's) laid out as `target` (a tree of jax.ShapeDtypeStruct with shardings, such as
+  Trainer.abstract_state()["params"]) and put on its devices, leaf by leaf by their names."""
+  host = {"/".join(k): v for k, v in ocp.tree.to_flat_dict(host_tree).items()}
+  paths, treedef = jax.tree_util.tree_flatten_with_path(target)
+  names = ["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in paths]
+  return treedef.unflatten([jax.device_put(host[name], t.sharding) for name, (_, t) in zip(names, paths)])
+
+
+def export(workdir: str, out: str, step: int | None = None) -> int:
+  """Write the parameters of workdir's newest readable checkpoint (or of `step`) to out/params, its
+  resolved config to out/config.json and the parameters' fingerprints to out/fingerprints.json; returns
+  the step. Reads on the host: no mesh is needed."""
+  out_dir = Path(out).absolute()
+  if (out_dir / "params").exists():
+    raise CheckpointError(f"--out {out}: {out_dir / 'params'} exists; choose another directory")
+  step, params, config = read_params(workdir, step)
   with ocp.StandardCheckpointer() as writer:
     writer.save(out_dir / "params", params)
   (out_dir / "config.json").write_text(json.dumps(config, indent=2))

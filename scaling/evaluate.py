@@ -1,0 +1,101 @@
+"""Evaluate a run's checkpoint on a corpus: the loss, perplexity and accuracy of its parameters.
+
+  python -m scaling.evaluate --workdir runs/lm-1m [--step S] [--config.data.dataset=files
+      --config.data.files='notes/**/*.md'] [--config.train.eval_batches=0]
+
+The config is the run's own, as its checkpoint saved it, with the overrides given: fields of config.data
+(the corpus read: another dataset, its data_dir or files; not the tokenizer or seq_len, which the model was
+trained with), train.batch_size, train.eval_batches (0: the whole validation split) and the mesh. The
+parameters of the newest checkpoint that reads back (or of --step) are evaluated on the corpus's validation
+split, as a run evaluates itself; the result goes to workdir/evals/step<S>-<corpus>.json and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from configs import base
+from scaling import config as config_lib
+from scaling import checkpoint, data, sharding, train
+from scaling.errors import UserError
+from scaling.steps import Trainer
+
+log = logging.getLogger("scaling")
+
+EVALUABLE = ("data.", "train.batch_size", "train.eval_batches", "mesh.", "distributed.")  # what --config may change
+FIXED = ("data.tokenizer", "data.seq_len")  # data fields the parameters were trained with
+
+
+def check_override(dotted: str) -> None:
+  if not dotted.startswith(EVALUABLE) or dotted in FIXED:
+    raise config_lib.ConfigError(
+      f"config.{dotted}: an evaluation changes only the corpus (config.data, but not data.tokenizer or data.seq_len), "
+      "train.batch_size, train.eval_batches and the mesh; the rest is the run's own")
+
+
+def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> dict:
+  """Evaluate the parameters of workdir's newest readable checkpoint (or of `step`) with the run's config and
+  `overrides` ('--config.a.b=v' strings or {'a.b': v}); returns the record written to workdir/evals."""
+  items = dict(overrides if isinstance(overrides, dict) else map(config_lib.split_override, overrides))
+  for dotted in items:
+    check_override(dotted)
+  started = base.get_config()  # jax.distributed starts before anything touches a device, the checkpoint's reads too
+  config_lib.apply_overrides(started, {k: v for k, v in items.items() if k.startswith("distributed.")})
+  sharding.initialize_distributed(started.distributed)
+  step, host_params, saved = checkpoint.read_params(workdir, step)
+  config = ml_collections.ConfigDict(saved)
+  config_lib.apply_overrides(config, items)
+  config_lib.validate(config)
+  config.lock()
+  config, _ = train.resolve(config)
+  trainer = Trainer(config, sharding.make_mesh(config.mesh))
+  params = checkpoint.place(host_params, trainer.abstract_state()["params"])
+  dataset = data.dataset_identity(config)
+  result = train.evaluate(trainer, params, config)
+  if not result:
+    raise UserError(f"config.data.dataset={config.data.dataset!r} has no validation or test split to evaluate "
+                    "(for files, raise config.data.val_fraction)")
+  record = {"step": step, "dataset": dataset, "split": "validation", "eval_batches": config.train.eval_batches,
+            "batch_size": config.train.batch_size, "overrides": {k: str(v) for k, v in items.items()}, "eval": result}
+  if jax.process_index() == 0:
+    path = Path(workdir) / "evals" / f"step{step}-{re.sub(r'[^A-Za-z0-9.]+', '_', dataset)}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    record["path"] = str(path)
+  return record
+
+
+def main(argv=None) -> int:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+  logging.getLogger("jax").setLevel(logging.WARNING)
+  logging.getLogger("absl").setLevel(logging.ERROR)
+  parser = argparse.ArgumentParser(prog="python -m scaling.evaluate", description=__doc__.split("\n", 1)[0],
+                                   epilog="Change the corpus with --config.data.<field>=VALUE (and "
+                                          "--config.train.eval_batches, --config.train.batch_size, the mesh).")
+  parser.add_argument("--workdir", required=True, help="the run's workdir (holding checkpoints/)")
+  parser.add_argument("--step", type=int, default=None, help="the checkpoint to evaluate (default: the newest "
+                                                              "readable)")
+  args, overrides = parser.parse_known_args(argv)
+  try:
+    record = evaluate_checkpoint(args.workdir, overrides, args.step)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  result = record["eval"]
+  extra = "".join(f", {name.replace('_', ' ')} {result[name]:.4f}" for name in ("bits_per_byte", "accuracy")
+                  if name in result)
+  print(f"step {record['step']} on {record['dataset']}: loss {result['loss']:.4f}, perplexity "
+        f"{result['perplexity']:.4g}{extra}; written to {record.get('path')}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
