@@ -28,8 +28,6 @@ from scaling import checkpoint, data, sharding, train
 from scaling.errors import UserError
 from scaling.steps import Trainer
 
-log = logging.getLogger("scaling")
-
 EVALUABLE = ("data.", "train.batch_size", "train.eval_batches", "mesh.", "distributed.")  # what --config may change
 FIXED = ("data.tokenizer", "data.seq_len")  # data fields the parameters were trained with
 
@@ -37,8 +35,8 @@ FIXED = ("data.tokenizer", "data.seq_len")  # data fields the parameters were tr
 def check_override(dotted: str) -> None:
   if not dotted.startswith(EVALUABLE) or dotted in FIXED:
     raise config_lib.ConfigError(
-      f"config.{dotted}: an evaluation changes only the corpus (config.data, but not data.tokenizer or data.seq_len), "
-      "train.batch_size, train.eval_batches and the mesh; the rest is the run's own")
+      f"config.{dotted}: an evaluation changes only the corpus (config.data, but not data.tokenizer or "
+      "data.seq_len), train.batch_size, train.eval_batches and the mesh; the rest is the run's own")
 
 
 def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> dict:
@@ -47,7 +45,7 @@ def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> 
   items = dict(overrides if isinstance(overrides, dict) else map(config_lib.split_override, overrides))
   for dotted in items:
     check_override(dotted)
-  started = base.get_config()  # jax.distributed starts before anything touches a device, the checkpoint's reads too
+  started = base.get_config()  # jax.distributed starts before anything touches a device, reads included
   config_lib.apply_overrides(started, {k: v for k, v in items.items() if k.startswith("distributed.")})
   sharding.initialize_distributed(started.distributed)
   step, host_params, saved = checkpoint.read_params(workdir, step)
@@ -64,7 +62,8 @@ def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> 
     raise UserError(f"config.data.dataset={config.data.dataset!r} has no validation or test split to evaluate "
                     "(for files, raise config.data.val_fraction)")
   record = {"step": step, "dataset": dataset, "split": "validation", "eval_batches": config.train.eval_batches,
-            "batch_size": config.train.batch_size, "overrides": {k: str(v) for k, v in items.items()}, "eval": result}
+            "batch_size": config.train.batch_size, "overrides": {k: str(v) for k, v in items.items()},
+            "eval": result}
   if jax.process_index() == 0:
     path = Path(workdir) / "evals" / f"step{step}-{re.sub(r'[^A-Za-z0-9.]+', '_', dataset)}.json"
     path.parent.mkdir(exist_ok=True)
