@@ -93,4 +93,5 @@ def test_the_command_prints_one_line(run, capsys):
   loss = summary["eval"]["loss"]
   assert capsys.readouterr().out == (
     f"step {STEPS} on synthetic: loss {loss:.4f}, perplexity {math.exp(loss):.4g}, bits per byte "
-    f"{loss / math.log(2):.4f}, accuracy {summary['eval']['accuracy']:.4f}; written to {workdir / 'evals' / 'step10-synthetic.json'}\n")
+    f"{loss / math.log(2):.4f}, accuracy {summary['eval']['accuracy']:.4f}; written to "
+    f"{workdir / 'evals' / 'step10-synthetic.json'}\n")
