@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling import raise_on_ctrl_c
+from scaling.sweep import EVAL_LOSS_PREFIX  # our sweeps' losses on other corpora: per run, as the losses are
 from scaling.analysis import plots, report
 from scaling.analysis.fits import (
   HUBER_DELTA,
@@ -190,7 +191,8 @@ def load_runs(
     for quantity, name in columns.items()
   }
   other_columns = {name: [row[name] for _, row in rows] for name in header
-                   if name not in PER_RUN_COLUMNS and name not in columns.values()}
+                   if name not in PER_RUN_COLUMNS and not name.startswith(EVAL_LOSS_PREFIX)
+                   and name not in columns.values()}
   runs = make_runs(
     values.pop("L"),
     **values,

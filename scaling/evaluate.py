@@ -32,6 +32,12 @@ EVALUABLE = ("data.", "train.batch_size", "train.eval_batches", "mesh.", "distri
 FIXED = ("data.tokenizer", "data.seq_len")  # data fields the parameters were trained with
 
 
+def slug(dataset: str) -> str:
+  """A corpus's identity (data.dataset_identity) as a file-name part: its evaluation's file, and the column
+  eval_loss.<slug> of a sweep's results.csv."""
+  return re.sub(r"[^A-Za-z0-9.]+", "_", dataset)
+
+
 def check_override(dotted: str) -> None:
   if not dotted.startswith(EVALUABLE) or dotted in FIXED:
     raise config_lib.ConfigError(
@@ -65,7 +71,7 @@ def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> 
             "batch_size": config.train.batch_size, "overrides": {k: str(v) for k, v in items.items()},
             "eval": result}
   if jax.process_index() == 0:
-    path = Path(workdir) / "evals" / f"step{step}-{re.sub(r'[^A-Za-z0-9.]+', '_', dataset)}.json"
+    path = Path(workdir) / "evals" / f"step{step}-{slug(dataset)}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
     record["path"] = str(path)

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 RESULT_COLUMNS = ("run_id", "family", "size", "N", "N_nonembed", "D", "C", "C_chinchilla",
                   "train_loss", "eval_loss", "dataset", "epochs", "wall_time_s", "status")
 SUMMARY_COLUMNS = RESULT_COLUMNS[3:-1]  # copied from summary.json
+EVAL_LOSS_PREFIX = "eval_loss."  # + a corpus: the column of the final parameters' loss on it (scaling.evaluate)
 TOLERANCE = 0.01  # planned tokens or FLOPs come within 1% of their target
 RUN_FILE = "run.json"  # in each workdir: the run's spec, overrides and training command
 STATE_FILE = "sweep_state.json"  # in each workdir: queued | started | ended (+ exit code), by the launchers
@@ -594,6 +595,11 @@ def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
   summary = _read_json(workdir / "summary.json") or {}
   row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
   row.update({field: _field(run.config, field) for field in hyperparameter_fields})
+  if summary:  # the final parameters' evaluations (python -m scaling.evaluate: evals/step<S>-<corpus>.json)
+    for path in sorted((workdir / "evals").glob(f"step{summary['steps']}-*.json")):
+      record = _read_json(path)
+      if record and "loss" in record.get("eval", {}):
+        row[EVAL_LOSS_PREFIX + path.stem.split("-", 1)[1]] = record["eval"]["loss"]
   return row
 
 

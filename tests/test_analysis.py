@@ -1186,6 +1186,22 @@ def test_runs_that_repeat_their_data_are_warned_about(tmp_path):
     load_runs(write_csv(tmp_path / "once.csv", header, rows[:2] + rows[4:5]))  # at most one pass: no warning
 
 
+def test_losses_on_other_corpora_do_not_tell_runs_apart(tmp_path):
+  """Our sweeps' eval_loss.<corpus> columns (scaling.evaluate) differ between any two runs, as the losses do:
+  among runs that share N and D, only the learning rate is named; and each such column is a loss to fit."""
+  header = ["run_id", "N", "D", "eval_loss", "eval_loss.text_files_ab12_1.0.0", "optim.lr", "status"]
+  rows = [[f"r{i}", 1e6 * (1 + i // 2), 1e7, 3.0 - 0.01 * i, 3.5 - 0.01 * i, 1e-3 * (1 + i % 2), "ok"]
+          for i in range(6)]
+  path = write_csv(tmp_path / "r.csv", header, rows)
+  with pytest.warns(AnalysisWarning, match=r"3 group\(s\) of runs share their N and D .*optim\.lr") as caught:
+    load_runs(path)
+  assert not any("eval_loss.text_files" in str(w.message) for w in caught)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AnalysisWarning)
+    runs, _, columns = load_runs(path, loss_col="eval_loss.text_files_ab12_1.0.0", repeats="best")
+  assert columns["L"] == "eval_loss.text_files_ab12_1.0.0" and list(runs.L) == [3.49, 3.47, 3.45]
+
+
 def test_approach3_on_one_budget_warns_that_it_extrapolates():
   N = np.geomspace(1e8, 3e9, 12)
   D = 1e20 / (6 * N)

@@ -22,7 +22,7 @@ import pytest
 from rich.console import Console
 
 from configs import lm
-from scaling import checkpoint, flops, sweep
+from scaling import checkpoint, evaluate, flops, sweep
 
 GOLDEN = Path("tests/golden")
 TINY = {"data.dataset": "synthetic", "data.seq_len": 32, "train.batch_size": 4, "train.steps": 5,
@@ -488,6 +488,11 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   assert again.returncode == 1 and "1 of 3 runs failed" in again.stderr
   assert finished == {i: (root / i / "summary.json").stat().st_mtime_ns for i in finished}
   assert [r["status"] for r in read_csv(root / "results.csv", ["data.dataset"])] == ["ok", "ok", "failed"]
+  # the final parameters evaluated on a corpus (here the run's own, more of it): a column for each corpus
+  record = evaluate.evaluate_checkpoint(str(root / rows[0]["run_id"]), {"train.eval_batches": 4})
+  assert run_cli("--experiment", path, "--root", str(root), "--collect").returncode == 1  # the failed run
+  collected = read_csv(root / "results.csv", ["data.dataset", "eval_loss.synthetic"])
+  assert [r["eval_loss.synthetic"] for r in collected] == [str(record["eval"]["loss"]), "", ""]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
