@@ -595,7 +595,7 @@ def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
   summary = _read_json(workdir / "summary.json") or {}
   row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
   row.update({field: _field(run.config, field) for field in hyperparameter_fields})
-  if summary:  # the final parameters' evaluations (python -m scaling.evaluate: evals/step<S>-<corpus>.json)
+  if "steps" in summary:  # the final parameters' evaluations (python -m scaling.evaluate: evals/step<S>-<corpus>.json)
     for path in sorted((workdir / "evals").glob(f"step{summary['steps']}-*.json")):
       record = _read_json(path)
       if record and "loss" in record.get("eval", {}):
