@@ -94,11 +94,13 @@ def main(argv=None) -> int:
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  if jax.process_index():  # process 0 speaks for all
+    return 0
   result = record["eval"]
   extra = "".join(f", {name.replace('_', ' ')} {result[name]:.4f}" for name in ("bits_per_byte", "accuracy")
                   if name in result)
   print(f"step {record['step']} on {record['dataset']}: loss {result['loss']:.4f}, perplexity "
-        f"{result['perplexity']:.4g}{extra}; written to {record.get('path')}")
+        f"{result['perplexity']:.4g}{extra}; written to {record['path']}")
   return 0
 
 

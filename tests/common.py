@@ -1,6 +1,8 @@
 """Small configs, batches and trainers shared by the tests."""
 
 import os
+import random
+import socket
 
 import jax
 import numpy as np
@@ -52,3 +54,15 @@ def assert_accumulation_is_the_big_batch(config, batch, accums=(1, 4), steps=2):
 def xla_flags(devices: int) -> str:
   """XLA_FLAGS for a subprocess with `devices` CPU devices: this process's flags (conftest's) and the count."""
   return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+
+
+def free_port(low: int = 20000, high: int = 60000) -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on now (for a coordinator)."""
+  while True:
+    port = random.randint(low, high)
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", port))
+      except OSError:
+        continue
+    return port

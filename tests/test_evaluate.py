@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from common import xla_flags
+from common import free_port, xla_flags
 
 from scaling import config as config_lib
 from scaling import evaluate, train
@@ -71,6 +71,24 @@ def test_on_a_mesh_of_8_devices_as_on_one(run):
   sharded = json.loads(result.stdout.splitlines()[-1])
   assert sharded["loss"] == pytest.approx(summary["eval"]["loss"], rel=1e-5)
   assert sharded["accuracy"] == pytest.approx(summary["eval"]["accuracy"], abs=1e-3)
+
+
+def test_two_processes_evaluate_as_one(run):
+  """Under jax.distributed (an explicit coordinator), 2 processes of 2 devices each: every process reads the
+  parameters on its host and places its shards; process 0 alone prints and writes."""
+  workdir, summary = run
+  coordinator = f"127.0.0.1:{free_port()}"
+  argv = [sys.executable, "-m", "scaling.evaluate", "--workdir", str(workdir), "--config.mesh.data=2",
+          "--config.mesh.fsdp=2", "--config.mesh.tensor=1"]
+  processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
+      **os.environ, "XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu", "SCALING_COORDINATOR": coordinator,
+      "SCALING_NUM_PROCESSES": "2", "SCALING_PROCESS_ID": str(i)}) for i in range(2)]
+  outputs = [p.communicate(timeout=300) for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+  said = [[line for line in out.splitlines() if line.startswith("step ")] for out, _ in outputs]  # not gloo's
+  assert len(said[0]) == 1 and said[0][0].startswith(f"step {STEPS} on synthetic: loss ") and said[1] == []
+  record = json.loads((workdir / "evals" / f"step{STEPS}-synthetic.json").read_text())
+  assert record["eval"]["loss"] == pytest.approx(summary["eval"]["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("args, message", [

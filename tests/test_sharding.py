@@ -6,7 +6,6 @@ imported: tests/sharding_worker.py for the 8-device meshes, the training CLI for
 
 import json
 import os
-import random
 import re
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from common import xla_flags
+from common import free_port, xla_flags
 from configs import base
 from scaling import sharding
 from scaling.errors import UserError
@@ -172,17 +171,6 @@ def train_argv(workdir: Path, *overrides: str) -> list[str]:
           "--config.data.dataset=synthetic", "--config.data.seq_len=64", "--config.train.batch_size=8",
           "--config.train.steps=3", "--config.optim.warmup_steps=1", "--config.train.log_every=1",
           "--config.train.eval_batches=1", "--config.train.progress=false", *overrides]
-
-
-def free_port(low: int = 20000, high: int = 60000) -> int:
-  while True:
-    port = random.randint(low, high)
-    with socket.socket() as s:
-      try:
-        s.bind(("127.0.0.1", port))
-      except OSError:
-        continue
-    return port
 
 
 SLURM_PORT_BASE = 65535 - 2**12 + 1  # jax's SLURM coordinator port: this + SLURM_JOB_ID % 4096
