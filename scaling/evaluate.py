@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -45,21 +46,38 @@ def check_override(dotted: str) -> None:
       "data.seq_len), train.batch_size, train.eval_batches and the mesh; the rest is the run's own")
 
 
-def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> dict:
-  """Evaluate the parameters of workdir's newest readable checkpoint (or of `step`) with the run's config and
-  `overrides` ('--config.a.b=v' strings or {'a.b': v}); returns the record written to workdir/evals."""
+def override_items(overrides) -> dict:
+  """{'a.b': value} of '--config.a.b=v' strings (or of such a dict), each checked to be one an evaluation may
+  change."""
   items = dict(overrides if isinstance(overrides, dict) else map(config_lib.split_override, overrides))
   for dotted in items:
     check_override(dotted)
-  started = base.get_config()  # jax.distributed starts before anything touches a device, reads included
-  config_lib.apply_overrides(started, {k: v for k, v in items.items() if k.startswith("distributed.")})
-  sharding.initialize_distributed(started.distributed)
-  step, host_params, saved = checkpoint.read_params(workdir, step)
+  return items
+
+
+def evaluation_config(saved: dict, items: dict) -> ml_collections.ConfigDict:
+  """The config an evaluation uses: the run's (as its checkpoint saved it) with `items`, validated and resolved."""
   config = ml_collections.ConfigDict(saved)
   config_lib.apply_overrides(config, items)
   config_lib.validate(config)
   config.lock()
-  config, _ = train.resolve(config)
+  return train.resolve(config)[0]
+
+
+def record_path(workdir, step: int, dataset: str) -> Path:
+  """Where the evaluation of `step` on corpus `dataset` (data.dataset_identity) is written."""
+  return Path(workdir) / "evals" / f"step{step}-{slug(dataset)}.json"
+
+
+def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> dict:
+  """Evaluate the parameters of workdir's newest readable checkpoint (or of `step`) with the run's config and
+  `overrides` ('--config.a.b=v' strings or {'a.b': v}); returns the record written to workdir/evals."""
+  items = override_items(overrides)
+  started = base.get_config()  # jax.distributed starts before anything touches a device, reads included
+  config_lib.apply_overrides(started, {k: v for k, v in items.items() if k.startswith("distributed.")})
+  sharding.initialize_distributed(started.distributed)
+  step, host_params, saved = checkpoint.read_params(workdir, step)
+  config = evaluation_config(saved, items)
   trainer = Trainer(config, sharding.make_mesh(config.mesh))
   params = checkpoint.place(host_params, trainer.abstract_state()["params"])
   dataset = data.dataset_identity(config)
@@ -71,9 +89,11 @@ def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> 
             "batch_size": config.train.batch_size, "overrides": {k: str(v) for k, v in items.items()},
             "eval": result}
   if jax.process_index() == 0:
-    path = Path(workdir) / "evals" / f"step{step}-{slug(dataset)}.json"
+    path = record_path(workdir, step, dataset)
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # readers (a sweep collecting) never see half a file
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
     record["path"] = str(path)
   return record
 

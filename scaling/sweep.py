@@ -2,6 +2,8 @@
 
   python -m scaling.sweep --experiment experiments/cpu_isoflop.py [--launcher local|slurm|tpu]
       [--dry-run] [--only PATTERN] [--root DIR] [--jobs K] [--wait] [--collect] [-- LAUNCH.SH OPTIONS]
+  python -m scaling.sweep --experiment experiments/cpu_isoflop.py --evaluate --config.data.dataset=files
+      --config.data.files='notes/*.md' [--config.train.eval_batches=0] [the options above but --collect]
 
 An experiment file defines `runs()`, returning Runs built with `grid` (a base config plus the axes
 that vary) or `isoflop` (FLOP budgets x model shapes around the expected optimum, each run's steps set
@@ -15,6 +17,10 @@ interrupted ones marked, never dropped); the sweep exits with 1 when a run faile
 run was interrupted (preempted, or its process or job gone, with a checkpoint to resume from), naming
 the command that resumes them: with the launcher and options that launched them, which ROOT/sweep.json
 records, with the experiment whose root it is (another experiment's root is an error).
+
+--evaluate launches, instead of training, `python -m scaling.evaluate` on each finished run's final
+parameters with the --config overrides given (the corpus), where that corpus's evaluation is not recorded
+yet; results.csv gains a column eval_loss.<corpus>, which `scaling.analyze --loss-col` fits.
 
 Launchers
   local  here, --jobs runs at a time, under a live table of the sweep
@@ -495,30 +501,80 @@ def restore_state(workdir, state: dict) -> None:
     (Path(workdir) / STATE_FILE).unlink(missing_ok=True)
 
 
+def _log_name(stem: str, rank: int) -> str:
+  return f"{stem}.log" if rank == 0 else f"{stem}.{rank}.log"
+
+
+def _supervise(argv: Sequence[str], workdir: Path, stem: str) -> tuple[int, list[int]]:
+  """Run `python ARGV` with its output appended to workdir/STEM.log (STEM.RANK.log on the other processes of a
+  multi-process job); returns its exit code and the signals this process received meanwhile. SIGINT and
+  SIGTERM reach the child directly (a second one would stop training before it saves its checkpoint):
+  this process only notes them and waits. The runs of a sweep share a JAX compilation cache in
+  ROOT/.jax_cache unless $JAX_COMPILATION_CACHE_DIR is set."""
+  received = []
+  with open(workdir / _log_name(stem, int(os.environ.get("SLURM_PROCID", "0"))), "a") as log:
+    env = {"JAX_COMPILATION_CACHE_DIR": str(workdir.parent / ".jax_cache"), **os.environ}
+    child = subprocess.Popen([sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, lambda signum, frame: received.append(signum))
+    return child.wait(), received
+
+
 def execute(workdir) -> int:
-  """Run the training command in workdir/run.json; its output goes to workdir/train.log (train.RANK.log
-  on the other processes of a multi-process run, whose first process records start and end). The runs
-  of a sweep share a JAX compilation cache in ROOT/.jax_cache unless $JAX_COMPILATION_CACHE_DIR is set."""
+  """Run the training command in workdir/run.json, its output to workdir/train.log; the job's first
+  process records its start and end."""
   workdir = Path(workdir)
   run = _read_json(workdir / RUN_FILE)
   if run is None:
     raise SweepError(f"{workdir}: no {RUN_FILE}; launch runs with python -m scaling.sweep")
-  rank = int(os.environ.get("SLURM_PROCID", "0"))
+  first = int(os.environ.get("SLURM_PROCID", "0")) == 0
   where = {**_this_process(), "slurm_job": _slurm_job()}
-  if rank == 0:
+  if first:
     write_state(workdir, "started", **where)
-  received = []
-  with open(workdir / ("train.log" if rank == 0 else f"train.{rank}.log"), "a") as log:
-    env = {"JAX_COMPILATION_CACHE_DIR": str(workdir.parent / ".jax_cache"), **os.environ}
-    child = subprocess.Popen([sys.executable, *run["train_args"]], stdout=log, stderr=subprocess.STDOUT, env=env)
-    # SIGINT and SIGTERM reach the training process directly (a second one would stop it before it
-    # saves its checkpoint): this process only notes them, waits, and records how training ended.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(sig, lambda signum, frame: received.append(signum))
-    code = child.wait()
-  if rank == 0:
+  code, received = _supervise(run["train_args"], workdir, "train")
+  if first:
     write_state(workdir, "ended", exit_code=code, signal=received[0] if received else None, **where)
   return code
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluations: a finished run's final parameters on a corpus (python -m scaling.evaluate)
+
+
+def evaluation_args(workdir, overrides: Sequence[str]) -> list[str]:
+  """The command after `python` that evaluates a finished run's final parameters (the checkpoint of its
+  summary's step) with `overrides` ('--config.data.dataset=...')."""
+  steps = _read_json(Path(workdir) / "summary.json")["steps"]
+  return ["-m", "scaling.evaluate", f"--workdir={workdir}", f"--step={steps}", *overrides]
+
+
+def execute_evaluation(workdir, overrides: Sequence[str]) -> int:
+  """Run a finished run's evaluation, its output to workdir/evaluate.log."""
+  return _supervise(evaluation_args(workdir, overrides), Path(workdir), "evaluate")[0]
+
+
+def evaluation_target(run: Run, root: Path, overrides: Sequence[str]) -> tuple[Path, bool]:
+  """Where scaling.evaluate records a finished run's final parameters evaluated on the corpus `overrides` name,
+  and whether that is due: no record there, or one of another number of batches or sequences per batch.
+  Mistakes in `overrides` (a field an evaluation may not change, a corpus that is not there) are UserErrors."""
+  from scaling import data, evaluate
+
+  config = evaluate.evaluation_config(run.config.to_dict(), evaluate.override_items(overrides))
+  steps = _read_json(root / run.id / "summary.json")["steps"]
+  path = evaluate.record_path(root / run.id, steps, data.dataset_identity(config))
+  done = _read_json(path) or {}
+  return path, (done.get("eval_batches"), done.get("batch_size")) != (config.train.eval_batches,
+                                                                        config.train.batch_size)
+
+
+def eval_column(record: Path) -> str:
+  """The results.csv column of an evaluation record evals/step<S>-<corpus>.json: eval_loss.<corpus>."""
+  return EVAL_LOSS_PREFIX + record.stem.split("-", 1)[1]
+
+
+def evaluation_failure(workdir: Path) -> str:
+  """Why a run's evaluation failed: the last line of its evaluate.log."""
+  return _last_line(workdir / "evaluate.log") or "nothing in evaluate.log"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -534,6 +590,10 @@ def _tail_lines(path, size: int = 8192) -> list[str]:
       return f.read().decode(errors="replace").splitlines()
   except FileNotFoundError:
     return []
+
+
+def _last_line(path) -> str | None:
+  return next((line.strip() for line in reversed(_tail_lines(path)) if line.strip()), None)
 
 
 def _last_train_record(workdir: Path) -> dict:
@@ -565,8 +625,7 @@ def stop_reason(workdir: Path) -> str:
     return f"stopped by signal {-code} while starting up, before it could save; {resumes}"
   if code is not None and code < 0:
     return f"killed by signal {-code}"
-  last = next((line.strip() for line in reversed(_tail_lines(workdir / "train.log")) if line.strip()), None)
-  return last or f"exit code {code}, nothing in train.log"
+  return _last_line(workdir / "train.log") or f"exit code {code}, nothing in train.log"
 
 
 def hyperparameters(runs: Sequence[Run]) -> list[str]:
@@ -595,12 +654,19 @@ def result_row(run: Run, root: Path, queue: Mapping[str, str] | None,
   summary = _read_json(workdir / "summary.json") or {}
   row.update({k: summary[k] for k in SUMMARY_COLUMNS if summary.get(k) is not None})
   row.update({field: _field(run.config, field) for field in hyperparameter_fields})
-  if "steps" in summary:  # the final parameters' evaluations (python -m scaling.evaluate: evals/step<S>-<corpus>.json)
-    for path in sorted((workdir / "evals").glob(f"step{summary['steps']}-*.json")):
-      record = _read_json(path)
-      if record and "loss" in record.get("eval", {}):
-        row[EVAL_LOSS_PREFIX + path.stem.split("-", 1)[1]] = record["eval"]["loss"]
+  row.update(evaluations(workdir, summary))
   return row
+
+
+def evaluations(workdir: Path, summary: dict) -> dict[str, float]:
+  """The losses of a run's final parameters on corpora (python -m scaling.evaluate: evals/step<S>-<corpus>.json),
+  by results.csv column (eval_loss.<corpus>); none for a summary without steps (written by hand)."""
+  losses = {}
+  for path in sorted((workdir / "evals").glob(f"step{summary['steps']}-*.json") if "steps" in summary else ()):
+    record = _read_json(path)
+    if record and "loss" in record.get("eval", {}):
+      losses[eval_column(path)] = record["eval"]["loss"]
+  return losses
 
 
 def write_csv(rows: list[dict], path) -> None:
@@ -650,7 +716,8 @@ class SweepView:
                   caption=", ".join(f"{n} {s}" for s, n in counts.items() if n), caption_justify="left",
                   box=box.SIMPLE_HEAD)
     table.add_column("run", no_wrap=True, min_width=max(len(run.id) for run in self.runs))
-    for column in (*self.hyperparameters, "C", "steps", "status", "train loss", "eval loss", "time"):
+    corpora = sorted({column for row in rows for column in row if column.startswith(EVAL_LOSS_PREFIX)})
+    for column in (*self.hyperparameters, "C", "steps", "status", "train loss", "eval loss", *corpora, "time"):
       table.add_column(column, justify="left" if column == "status" else "right")
     for run, row in zip(self.runs, rows):
       steps = str(run.config.train.steps)
@@ -661,7 +728,7 @@ class SweepView:
       table.add_row(run.id, *(f"{row[field]:g}" if isinstance(row[field], float) else str(row[field])
                               for field in self.hyperparameters),
                     f"{run.flops:.3g}", steps, f"[{STATUS_STYLE[row['status']]}]{row['status']}",
-                    *(_number(row.get(k), ".4f") for k in ("train_loss", "eval_loss")),
+                    *(_number(row.get(k), ".4f") for k in ("train_loss", "eval_loss", *corpora)),
                     _number(row.get("wall_time_s"), ".0f", "s"))
     return table
 
@@ -679,7 +746,11 @@ class SweepView:
       return
     queue = slurm_queue([self.root / run.id for run in self.runs])
     for run in self.runs:
-      now = status(self.root / run.id, queue)
+      workdir = self.root / run.id
+      now = status(workdir, queue)
+      if now == "ok":  # and its evaluations, as they come
+        now += "".join(f", {column} {loss:.4f}" for column, loss in
+                       evaluations(workdir, _read_json(workdir / "summary.json") or {}).items())
       if self.seen.setdefault(run.id, now) != now:
         self.console.print(f"{run.id}: {now}", highlight=False)
         self.seen[run.id] = now
@@ -698,13 +769,15 @@ def _number(value, fmt: str, unit: str = "") -> str:
 # Launchers
 
 
-def _exec_command(workdirs) -> list[str]:
-  return [sys.executable, "-m", "scaling.sweep", "exec", *map(str, workdirs)]
+def _exec_command(workdirs, evaluate: Sequence[str] | None = None) -> list[str]:
+  return [sys.executable, "-m", "scaling.sweep", "exec", *(["--evaluate", *evaluate] if evaluate is not None else []),
+          *map(str, workdirs)]
 
 
 @dataclasses.dataclass
 class Sweep:
-  """An expanded experiment and how to launch it: what each launcher gets."""
+  """An expanded experiment and how to launch it: what each launcher gets. With `evaluate` (the overrides
+  of scaling.evaluate), what a launched run executes is its final parameters' evaluation, not its training."""
 
   experiment: str
   root: Path
@@ -715,10 +788,34 @@ class Sweep:
   dry_run: bool = False
   launcher_options: Sequence[str] = ()
   collect: bool = False
+  evaluate: Sequence[str] | None = None
 
   @property
   def name(self) -> str:
     return Path(self.experiment).stem
+
+  def command(self, run: Run) -> list[str]:
+    """What a launched run executes, after `python`."""
+    workdir = self.root / run.id
+    return run.train_args(workdir) if self.evaluate is None else evaluation_args(workdir, self.evaluate)
+
+  def exec_command(self, workdirs) -> list[str]:
+    return _exec_command(workdirs, self.evaluate)
+
+  def start(self, todo: list[Run]) -> list[tuple[Path, dict | None]]:
+    """The runs' workdirs, each with its state from before: training runs are prepared (marked queued);
+    evaluations leave a run's state as it is (None)."""
+    if self.evaluate is not None:
+      return [(self.root / run.id, None) for run in todo]
+    before = [read_state(self.root / run.id) for run in todo]
+    return [(prepare(run, self.root), state) for run, state in zip(todo, before)]
+
+
+def _restore(started: list[tuple[Path, dict | None]]) -> None:
+  """Put back the states of runs a launcher prepared but did not start (restore_state)."""
+  for workdir, state in started:
+    if state is not None:
+      restore_state(workdir, state)
 
 
 def launch_local(sweep: Sweep, todo: list[Run]) -> None:
@@ -726,16 +823,14 @@ def launch_local(sweep: Sweep, todo: list[Run]) -> None:
   session: an interrupt reaches the sweep, which passes it on to each run's process group once."""
   if sweep.dry_run:
     for run in todo:
-      sweep.view.console.print(shlex.join(["python", *run.train_args(sweep.root / run.id)]), highlight=False,
-                               soft_wrap=True)
+      sweep.view.console.print(shlex.join(["python", *sweep.command(run)]), highlight=False, soft_wrap=True)
     return
-  before = [read_state(sweep.root / run.id) for run in todo]
-  queue, active = list(zip([prepare(run, sweep.root) for run in todo], before)), []
+  queue, active = sweep.start(todo), []
   with sweep.view:
     try:
       while queue or active:
         while queue and len(active) < sweep.jobs:
-          active.append(subprocess.Popen(_exec_command([queue.pop(0)[0]]), start_new_session=True))
+          active.append(subprocess.Popen(sweep.exec_command([queue.pop(0)[0]]), start_new_session=True))
         active = [p for p in active if p.poll() is None]
         sweep.view.refresh()
         time.sleep(1)
@@ -746,31 +841,40 @@ def launch_local(sweep: Sweep, todo: list[Run]) -> None:
         p.wait()
       raise
     finally:  # the runs it never started are as they were: missing, or interrupted as before
-      for workdir, state in queue:
-        restore_state(workdir, state)
+      _restore(queue)
+
+
+def slurm_jobs_named(name: str) -> list[str]:
+  """The ids of this user's SLURM jobs called `name` that squeue lists (job arrays once)."""
+  listed = subprocess.run(["squeue", "-h", "--me", "-n", name, "-o", "%F"], capture_output=True, text=True)
+  return sorted(set(listed.stdout.split())) if listed.returncode == 0 else []
 
 
 def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
   """Submit `todo` as one job array through launch.sh slurm (task i runs run i); with `wait`, follow it
-  until it leaves the queue."""
-  options = ["--array", f"0-{len(todo) - 1}", "--job-name", sweep.name, "--output", str(sweep.root / "slurm"),
+  until it leaves the queue. Evaluations are a job array of their own, named <experiment>-evaluate, of
+  which one at a time may be queued (the next would evaluate the same runs)."""
+  name = sweep.name if sweep.evaluate is None else f"{sweep.name}-evaluate"
+  options = ["--array", f"0-{len(todo) - 1}", "--job-name", name, "--output", str(sweep.root / "slurm"),
              *sweep.launcher_options]
   if sweep.dry_run:
-    _launch_sh("slurm", options, True, _exec_command([sweep.root / run.id for run in todo]))
+    _launch_sh("slurm", options, True, sweep.exec_command([sweep.root / run.id for run in todo]))
     return
-  before = [read_state(sweep.root / run.id) for run in todo]
-  workdirs = [prepare(run, sweep.root) for run in todo]
+  if sweep.evaluate is not None and (queued := slurm_jobs_named(name)):
+    raise SweepError(f"SLURM job {', '.join(queued)} ({name}) still evaluates this sweep's runs: wait for it to "
+                     f"end (or scancel it), then evaluate what it left")
+  started = sweep.start(todo)
   try:
-    output = _launch_sh("slurm", options, False, _exec_command(workdirs))
+    output = _launch_sh("slurm", options, False, sweep.exec_command([workdir for workdir, _ in started]))
   except BaseException:  # not submitted: the runs are as they were
-    for workdir, state in zip(workdirs, before):
-      restore_state(workdir, state)
+    _restore(started)
     raise
   job = output.strip().splitlines()[-1].split(";")[0]
-  for i, workdir in enumerate(workdirs):
-    if read_state(workdir).get("state") == "queued":  # not started already
+  for i, (workdir, state) in enumerate(started):
+    if state is not None and read_state(workdir).get("state") == "queued":  # a training run not started already
       write_state(workdir, "queued", slurm_job=f"{job}_{i}")
-  sweep.view.console.print(f"submitted {len(todo)} runs as SLURM job array {job}")
+  what = "runs" if sweep.evaluate is None else "evaluations"
+  sweep.view.console.print(f"submitted {len(todo)} {what} as SLURM job array {job}")
   if sweep.wait:
     with sweep.view:
       while any(j.split("_")[0] == job for j in slurm_queue() or ()):
@@ -781,11 +885,12 @@ def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
 def launch_tpu(sweep: Sweep, todo: list[Run]) -> None:
   """Run this sweep with the local launcher on every worker of a TPU VM, through launch.sh tpu: the
   workers' sweep expands the experiment (its file as launch.sh copies it) and decides what to launch
-  (or, with `collect`, collects) from the root they see, not this machine's."""
+  (or, with `collect`, collects; with `evaluate`, evaluates) from the root they see, not this machine's."""
   del todo  # the runs --only selects here: the workers' sweep selects them again, and looks at their state
   remote = ["python3", "-m", "scaling.sweep", "--experiment", shipped_path(sweep.experiment), "--root", str(sweep.root),
             *(["--only", sweep.only] if sweep.only else []), *(["--jobs", str(sweep.jobs)] if sweep.jobs != 1 else []),
-            *(["--collect"] if sweep.collect else [])]
+            *(["--collect"] if sweep.collect else []),
+            *(["--evaluate", *sweep.evaluate] if sweep.evaluate is not None else [])]
   _launch_sh("tpu", sweep.launcher_options, sweep.dry_run, remote, passed_on=(1, EXIT_PREEMPTED))
 
 
@@ -829,12 +934,10 @@ def default_root(experiment: str) -> Path:
   return Path("runs") / Path(experiment).stem
 
 
-def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str | None = None, dry_run: bool = False,
-              jobs: int = 1, wait: bool = False, collect: bool = False, launcher_options: Sequence[str] = (),
-              console=None) -> list[dict]:
-  """Expand `experiment`; launch the runs that are not finished, queued or running (none when
-  `collect`); write ROOT/results.csv, show the sweep's table and return the CSV's rows. A dry run
-  shows the table and the commands, and writes nothing."""
+def _open_sweep(experiment: str, launcher: str, root, only: str | None, dry_run: bool, jobs: int, wait: bool,
+                collect: bool, evaluate: Sequence[str] | None, launcher_options: Sequence[str], console):
+  """The experiment's runs and its Sweep, the options checked; with the local or SLURM launcher, the root checked
+  to be the experiment's (ROOT/sweep.json)."""
   if launcher not in LAUNCH:
     raise SweepError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCH)}")
   if jobs < 1:
@@ -844,43 +947,108 @@ def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str 
   runs = load_experiment(experiment)
   root = Path(root) if root else default_root(experiment)
   sweep = Sweep(experiment, root, SweepView(Path(experiment).stem, runs, root, console), only, jobs, wait, dry_run,
-                launcher_options, collect)
-  if launcher == "tpu":  # the workers' sweep decides what to launch, and writes their CSV
-    launch_tpu(sweep, select(runs, only))
-    return []
-  recorded = _read_json(root / SWEEP_FILE) or {}
-  if recorded.get("experiment", sweep.name) != sweep.name:
-    raise SweepError(f"--root {root} is experiment {recorded['experiment']}'s ({root / SWEEP_FILE}): {sweep.name}'s "
-                     f"results.csv would replace its; give {sweep.name} a --root of its own")
-  workdirs = [root / r.id for r in runs]
-  queue = slurm_queue(workdirs)
-  todo = [] if collect else [r for r in select(runs, only) if status(root / r.id, queue) in RELAUNCH]
-  if dry_run:
-    sweep.view.console.print(sweep.view.table())
-  else:
-    root.mkdir(parents=True, exist_ok=True)
-    launched = {"launcher": launcher, "launcher_options": list(launcher_options)} if todo else {}
-    _write_json(root / SWEEP_FILE, {**recorded, "experiment": sweep.name, **launched})
+                launcher_options, collect, evaluate)
+  if launcher != "tpu":
+    recorded = _read_json(root / SWEEP_FILE) or {}
+    if recorded.get("experiment", sweep.name) != sweep.name:
+      raise SweepError(f"--root {root} is experiment {recorded['experiment']}'s ({root / SWEEP_FILE}): {sweep.name}'s "
+                       f"results.csv would replace its; give {sweep.name} a --root of its own")
+  return runs, sweep
+
+
+def _launch_and_collect(sweep: Sweep, launcher: str, runs: list[Run], todo: list[Run]) -> list[dict]:
+  """Launch `todo`; then, however that ends, write ROOT/results.csv (not on a dry run) and show the sweep's
+  table; returns the CSV's rows."""
+  workdirs = [sweep.root / r.id for r in runs]
   try:
     if todo:
       LAUNCH[launcher](sweep, todo)
   finally:  # interrupted too: the CSV and the table show where the sweep stands
     queue = slurm_queue(workdirs)
     fields = hyperparameters(runs)
-    rows = [result_row(run, root, queue, fields) for run in runs]
-    if not dry_run:
-      write_csv(rows, root / "results.csv")
+    rows = [result_row(run, sweep.root, queue, fields) for run in runs]
+    if not sweep.dry_run:
+      write_csv(rows, sweep.root / "results.csv")
       sweep.view.console.print(sweep.view.table())
   return rows
 
 
-def exec_main(workdirs: list[str]) -> int:
-  """`python -m scaling.sweep exec WORKDIR...`: what each launched run executes; with several workdirs
-  (a SLURM job array), the one at $SLURM_ARRAY_TASK_ID."""
-  if not workdirs:
+def run_sweep(experiment: str, launcher: str = "local", *, root=None, only: str | None = None, dry_run: bool = False,
+              jobs: int = 1, wait: bool = False, collect: bool = False, launcher_options: Sequence[str] = (),
+              console=None) -> list[dict]:
+  """Expand `experiment`; launch the runs that are not finished, queued or running (none when
+  `collect`); write ROOT/results.csv, show the sweep's table and return the CSV's rows. A dry run
+  shows the table and the commands, and writes nothing."""
+  runs, sweep = _open_sweep(experiment, launcher, root, only, dry_run, jobs, wait, collect, None, launcher_options,
+                            console)
+  if launcher == "tpu":  # the workers' sweep decides what to launch, and writes their CSV
+    launch_tpu(sweep, select(runs, only))
+    return []
+  queue = slurm_queue([sweep.root / r.id for r in runs])
+  todo = [] if collect else [r for r in select(runs, only) if status(sweep.root / r.id, queue) in RELAUNCH]
+  if dry_run:
+    sweep.view.console.print(sweep.view.table())
+  else:
+    sweep.root.mkdir(parents=True, exist_ok=True)
+    recorded = _read_json(sweep.root / SWEEP_FILE) or {}
+    launched = {"launcher": launcher, "launcher_options": list(launcher_options)} if todo else {}
+    _write_json(sweep.root / SWEEP_FILE, {**recorded, "experiment": sweep.name, **launched})
+  return _launch_and_collect(sweep, launcher, runs, todo)
+
+
+@dataclasses.dataclass
+class Evaluated:
+  """What evaluate_sweep did: the results.csv rows after it, their columns of the corpus evaluated (eval_loss.<corpus>),
+  the runs it evaluated (or submitted), and those whose evaluation is missing after it (failed; on SLURM
+  without --wait, also those queued)."""
+
+  rows: list[dict]
+  columns: list[str]
+  launched: list[str]
+  missing: list[str]
+
+
+def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "local", *, root=None,
+                   only: str | None = None, dry_run: bool = False, jobs: int = 1, wait: bool = False,
+                   launcher_options: Sequence[str] = (), console=None) -> Evaluated:
+  """Evaluate the final parameters of the experiment's finished runs (those --only selects) on the corpus
+  `overrides` name (scaling.evaluate's --config.data.* and the like), each where no evaluation of that corpus,
+  with as many batches of as many sequences, is recorded yet; then collect as run_sweep does, results.csv
+  gaining a column eval_loss.<corpus>. Mistakes in `overrides` are UserErrors before anything is launched."""
+  from scaling import evaluate
+
+  evaluate.override_items(overrides)  # checked before anything else, finished runs or not
+  runs, sweep = _open_sweep(experiment, launcher, root, only, dry_run, jobs, wait, False, list(overrides),
+                            launcher_options, console)
+  if launcher == "tpu":  # the workers' sweep decides what to evaluate
+    launch_tpu(sweep, select(runs, only))
+    return Evaluated([], [], [], [])
+  finished = [r for r in select(runs, only) if status(sweep.root / r.id, {}) == "ok"]
+
+  def targets() -> dict[str, tuple[Path, bool]]:
+    return {r.id: evaluation_target(r, sweep.root, overrides) for r in finished}
+
+  before = targets()
+  todo = [r for r in finished if before[r.id][1]]
+  if dry_run:
+    sweep.view.console.print(sweep.view.table())
+  rows = _launch_and_collect(sweep, launcher, runs, todo)
+  columns = sorted({eval_column(path) for path, _ in before.values()})
+  after = targets() if todo and not dry_run else {}
+  return Evaluated(rows, columns, [r.id for r in todo], [r.id for r in todo if r.id in after and after[r.id][1]])
+
+
+def exec_main(args: list[str]) -> int:
+  """`python -m scaling.sweep exec [--evaluate --config.k=v...] WORKDIR...`: what each launched run executes,
+  its training or its evaluation; with several workdirs (a SLURM job array), the one at $SLURM_ARRAY_TASK_ID."""
+  evaluate = None
+  if args[:1] == ["--evaluate"]:
+    evaluate = list(itertools.takewhile(lambda a: a.startswith("--config."), args[1:]))
+    args = args[1 + len(evaluate):]
+  if not args:
     raise SweepError("exec: give the run's workdir")
-  index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) if len(workdirs) > 1 else 0
-  code = execute(workdirs[index])
+  workdir = args[int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) if len(args) > 1 else 0]
+  code = execute(workdir) if evaluate is None else execute_evaluation(workdir, evaluate)
   return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
@@ -896,7 +1064,20 @@ def parse_args(argv: list[str]):
   parser.add_argument("--jobs", type=int, default=1, metavar="K", help="local: runs at a time (default 1)")
   parser.add_argument("--wait", action="store_true", help="slurm: follow the job array to its end, then collect")
   parser.add_argument("--collect", action="store_true", help="launch nothing: show the table, write results.csv")
-  return parser.parse_args(own), launcher_options
+  parser.add_argument("--evaluate", action="store_true",
+                      help="evaluate the finished runs' final parameters (python -m scaling.evaluate) on the corpus "
+                           "that --config.data.* overrides name (and --config.train.eval_batches, ...) instead of "
+                           "training: results.csv gains a column eval_loss.<corpus>")
+  args, overrides = parser.parse_known_args(own)
+  if args.evaluate and args.collect:
+    parser.error("--collect launches nothing, --evaluate launches evaluations: give one of them")
+  for arg in overrides:
+    if not arg.startswith("--config.") or not args.evaluate:
+      parser.error(f"unrecognized argument {arg}" + (" (--config.* overrides name the corpus of --evaluate; a "
+                                                      "sweep's runs are changed in its experiment file)"
+                                                      if arg.startswith("--config.") else ""))
+  args.overrides = overrides if args.evaluate else None
+  return args, launcher_options
 
 
 def _terminate(signum, frame):
@@ -911,8 +1092,11 @@ def main(argv: list[str] | None = None) -> int:
     args, launcher_options = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     raise_on_ctrl_c()  # also when the sweep started with SIGINT ignored, as training does
-    rows = run_sweep(args.experiment, args.launcher, root=args.root, only=args.only, dry_run=args.dry_run,
-                     jobs=args.jobs, wait=args.wait, collect=args.collect, launcher_options=launcher_options)
+    options = dict(root=args.root, only=args.only, dry_run=args.dry_run, jobs=args.jobs, wait=args.wait,
+                   launcher_options=launcher_options)
+    if args.evaluate:
+      return report_evaluation(evaluate_sweep(args.experiment, args.overrides, args.launcher, **options), args)
+    rows = run_sweep(args.experiment, args.launcher, collect=args.collect, **options)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -969,6 +1153,36 @@ def report(rows: list[dict], args, launcher_options: Sequence[str]) -> int:
     show(f"{len(interrupted)} of {len(rows)} runs interrupted (resume with: "
          f"{resume_command(args, launcher_options, interrupted)}):", interrupted)
   return 1 if failed else EXIT_PREEMPTED if interrupted else 0
+
+
+def report_evaluation(evaluated: Evaluated, args) -> int:
+  """--evaluate's closing lines, on stderr: the runs it did not evaluate, not being finished, and the
+  evaluations that failed, each with the last line of its log. Returns 1 when one failed, else 0."""
+  if args.launcher == "tpu" or args.dry_run:  # the workers' sweep reported; a dry run printed the commands
+    return 0
+  root = Path(args.root) if args.root else default_root(args.experiment)
+  selected = {r["run_id"]: r["status"] for r in evaluated.rows if not args.only or
+              fnmatch.fnmatchcase(r["run_id"], f"*{args.only}*")}
+  unfinished = {s: n for s in STATUSES if s != "ok" and (n := sum(v == s for v in selected.values()))}
+  if unfinished:
+    print(f"{sum(unfinished.values())} of {len(selected)} runs not evaluated, being unfinished ("
+          f"{', '.join(f'{n} {s}' for s, n in unfinished.items())}): finish them with the sweep's command, then "
+          "evaluate again", file=sys.stderr)
+  if args.launcher == "slurm" and not args.wait:
+    return 0  # submitted: `--collect` (or this command again) once the job has ended
+  done = len(evaluated.launched) - len(evaluated.missing)
+  if evaluated.launched:
+    print(f"evaluated {done} of {len(evaluated.launched)} runs: {root / 'results.csv'} column "
+          f"{', '.join(evaluated.columns)}", file=sys.stderr)
+  elif evaluated.columns:
+    print(f"nothing to evaluate: every finished run has its evaluation ({', '.join(evaluated.columns)})",
+          file=sys.stderr)
+  if evaluated.missing:
+    print(f"error: {len(evaluated.missing)} of {len(evaluated.launched)} evaluations failed (rerunning this command "
+          "retries them):", file=sys.stderr)
+    for run_id in evaluated.missing:
+      print(f"  {run_id}: {evaluation_failure(root / run_id)}  [{root / run_id / 'evaluate.log'}]", file=sys.stderr)
+  return 1 if evaluated.missing else 0
 
 
 if __name__ == "__main__":  # through the imported module, whose Run class the experiment files build

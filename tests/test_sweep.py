@@ -1,7 +1,8 @@
 """Sweeps: run ids, grids, IsoFLOP designs within 1% of their budgets, bad input, run statuses (failed
 and interrupted told apart), the local launcher end to end (failed runs marked, reruns skip, a preempted
-run interrupted then resumed), launch.sh's dry runs (TPU against a golden file) and a SLURM job array of
-2-process runs on the one-node cluster of scripts/slurm_local.sh."""
+run interrupted then resumed, finished runs evaluated on another corpus), launch.sh's dry runs (TPU against
+a golden file) and a SLURM job array of 2-process runs, trained then evaluated, on the one-node cluster of
+scripts/slurm_local.sh."""
 
 import csv
 import io
@@ -238,6 +239,18 @@ def test_cli_input_errors(tmp_path):
   result = run_cli("--experiment", path, "--wait", "--dry-run")
   assert result.returncode == 2 and result.stderr == ("error: --wait follows a SLURM job array; with --launcher local "
                                                       "the sweep ends with its runs\n")
+  result = run_cli("--experiment", path, "--config.optim.lr=1e-3")
+  assert result.returncode == 2 and result.stderr.splitlines()[-1].endswith(
+      "unrecognized argument --config.optim.lr=1e-3 (--config.* overrides name the corpus of --evaluate; a sweep's "
+      "runs are changed in its experiment file)")
+  result = run_cli("--experiment", path, "--evaluate", "--collect")
+  assert result.returncode == 2 and result.stderr.splitlines()[-1].endswith(
+      "--collect launches nothing, --evaluate launches evaluations: give one of them")
+  result = run_cli("--experiment", path, "--evaluate", "--config.optim.lr=1e-3", "--root", str(tmp_path / "runs"))
+  assert result.returncode == 2 and result.stderr == (
+      "error: config.optim.lr: an evaluation changes only the corpus (config.data, but not data.tokenizer or "
+      "data.seq_len), train.batch_size, train.eval_batches and the mesh; the rest is the run's own\n")
+  assert not (tmp_path / "runs").exists()
 
 
 # --- state, the local launcher end to end ---------------------------------------------------------------
@@ -488,11 +501,39 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
   assert again.returncode == 1 and "1 of 3 runs failed" in again.stderr
   assert finished == {i: (root / i / "summary.json").stat().st_mtime_ns for i in finished}
   assert [r["status"] for r in read_csv(root / "results.csv", ["data.dataset"])] == ["ok", "ok", "failed"]
-  # the final parameters evaluated on a corpus (here the run's own, more of it): a column for each corpus
-  record = evaluate.evaluate_checkpoint(str(root / rows[0]["run_id"]), {"train.eval_batches": 4})
-  assert run_cli("--experiment", path, "--root", str(root), "--collect").returncode == 1  # the failed run
-  collected = read_csv(root / "results.csv", ["data.dataset", "eval_loss.synthetic"])
-  assert [r["eval_loss.synthetic"] for r in collected] == [str(record["eval"]["loss"]), "", ""]
+
+  # --evaluate: the finished runs' final parameters on another corpus, a column of results.csv
+  for i in range(6):
+    (tmp_path / "docs").mkdir(exist_ok=True)
+    (tmp_path / "docs" / f"doc{i}.txt").write_text(f"document {i}: " + "the lazy dog sleeps. " * 80)
+  corpus = ["--config.data.dataset=files", f"--config.data.files={tmp_path / 'docs'}/*.txt",
+            "--config.data.val_fraction=0.5", f"--config.data.data_dir={tmp_path / 'tfds'}"]
+  evaluated = run_cli("--experiment", path, "--root", str(root), "--jobs", "2", "--evaluate", *corpus)
+  assert evaluated.returncode == 0, evaluated.stderr
+  with open(root / "results.csv", newline="") as f:
+    column = next(c for c in csv.DictReader(f).fieldnames if c.startswith("eval_loss.text_files_"))
+  rows = read_csv(root / "results.csv", ["data.dataset", column])
+  assert evaluated.stderr.splitlines() == [
+      "1 of 3 runs not evaluated, being unfinished (1 failed): finish them with the sweep's command, then evaluate "
+      "again", f"evaluated 2 of 2 runs: {root / 'results.csv'} column {column}"]
+  record = evaluate.evaluate_checkpoint(str(root / rows[0]["run_id"]), corpus)  # here, as the sweep's process did
+  assert rows[0][column] == str(record["eval"]["loss"]) and float(rows[1][column]) != record["eval"]["loss"]
+  assert rows[2][column] == "" and column == sweep.EVAL_LOSS_PREFIX + evaluate.slug(record["dataset"])
+  logs = {r["run_id"]: (root / r["run_id"] / "evaluate.log").stat().st_mtime_ns for r in rows[:2]}
+  again = run_cli("--experiment", path, "--root", str(root), "--evaluate", *corpus)
+  assert again.returncode == 0 and again.stderr.splitlines()[-1] == (
+      f"nothing to evaluate: every finished run has its evaluation ({column})")
+  assert logs == {i: (root / i / "evaluate.log").stat().st_mtime_ns for i in logs}, "nothing evaluated again"
+  # another number of batches is another evaluation; a run whose checkpoint is gone fails, with the reason
+  shutil.rmtree(root / rows[1]["run_id"] / "checkpoints")
+  fewer = run_cli("--experiment", path, "--root", str(root), "--evaluate", *corpus, "--config.train.eval_batches=1")
+  assert fewer.returncode == 1
+  assert fewer.stderr.splitlines()[-2:] == [
+      "error: 1 of 2 evaluations failed (rerunning this command retries them):",
+      f"  {rows[1]['run_id']}: error: --workdir {root / rows[1]['run_id']}: {root / rows[1]['run_id'] / 'checkpoints'} "
+      f"has no checkpoint of step 5 (steps: none)  [{root / rows[1]['run_id'] / 'evaluate.log'}]"]
+  assert json.loads(Path(record["path"]).read_text())["eval_batches"] == 1
+  assert read_csv(root / "results.csv", ["data.dataset", column])[1][column] == rows[1][column], "the earlier one"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
@@ -576,14 +617,16 @@ def test_tpu_sweep_passes_on_how_the_workers_sweep_ended(tmp_path, remote_exit, 
 def test_tpu_sweep_always_runs_the_workers_sweep_on_the_experiment_it_ships(tmp_path):
   """What to launch is the workers' sweep's to decide, from the root they see: runs finished in a root
   of that name here (a local pilot) launch nothing here but still the workers' sweep, with the
-  experiment's path in the checkout that launch.sh copies there (their working directory), and --collect
-  collects there. An experiment file outside that checkout, which they would not have, is an error."""
+  experiment's path in the checkout that launch.sh copies there (their working directory); --collect
+  collects there and --evaluate evaluates there. An experiment file outside that checkout, which they would not have, is an error."""
   root = tmp_path / "r"
   for run in sweep.load_experiment("experiments/model_size.py"):
     (root / run.id).mkdir(parents=True)
     (root / run.id / "summary.json").write_text(json.dumps({"status": "ok"}))
   env = stand_ins(tmp_path, gcloud="exit 0")
-  for extra, forwarded in (([], ""), (["--collect", "--only", "lm-1m"], " --only lm-1m --collect")):
+  for extra, forwarded in (([], ""), (["--collect", "--only", "lm-1m"], " --only lm-1m --collect"),
+                           (["--evaluate", "--config.data.dataset=files", "--config.data.files=notes/*.md"],
+                            " --evaluate --config.data.dataset=files '--config.data.files=notes/*.md'")):
     result = subprocess.run([sys.executable, "-m", "scaling.sweep", "--experiment",
                              str(Path("experiments/model_size.py").resolve()), "--root", str(root), "--launcher", "tpu",
                              *extra, "--", "--tpu", "pod", "--zone", "z"],
@@ -592,7 +635,7 @@ def test_tpu_sweep_always_runs_the_workers_sweep_on_the_experiment_it_ships(tmp_
     assert calls(tmp_path)[-1] == ("gcloud compute tpus tpu-vm ssh pod --worker=all --zone=z --command cd ~/scaling && "
                                    f"python3 -m scaling.sweep --experiment experiments/model_size.py --root {root}"
                                    f"{forwarded}")
-  assert len(calls(tmp_path)) == 6 and not (root / "results.csv").exists()
+  assert len(calls(tmp_path)) == 9 and not (root / "results.csv").exists()
 
   outside = write_experiment(tmp_path / "three.py", SEEDS)
   result = run_cli("--experiment", outside, "--root", str(root), "--launcher", "tpu", "--", "--tpu", "pod", "--zone",
@@ -600,7 +643,7 @@ def test_tpu_sweep_always_runs_the_workers_sweep_on_the_experiment_it_ships(tmp_
   assert result.returncode == 2 and result.stderr == (
       f"error: --launcher tpu: {outside} is not among the files launch.sh tpu copies to the workers (those of the "
       f"checkout {Path.cwd()} that git does not ignore): move it there, e.g. to experiments/\n")
-  assert len(calls(tmp_path)) == 6, "nothing launched"
+  assert len(calls(tmp_path)) == 9, "nothing launched"
 
 
 def test_launch_sh_tpu_outside_a_git_checkout_is_an_error(tmp_path):
@@ -636,6 +679,37 @@ def test_sweep_tpu_and_slurm_dry_runs(tmp_path):
                f"sbatch --parsable {root}/slurm/three.sbatch"]:
     assert line + "\n" in slurm.stdout
   assert not root.exists(), "a dry run writes nothing"
+
+
+def test_evaluations_are_a_slurm_job_array_of_their_own(tmp_path):
+  """--evaluate on SLURM: a job array named <experiment>-evaluate whose tasks run `exec --evaluate` with the
+  overrides (its dry run, and the local one's commands); while such a job is queued, submitting another, which
+  would evaluate the same runs, is an error."""
+  path = write_experiment(tmp_path / "three.py", SEEDS)
+  root = tmp_path / "runs"
+  runs = sweep.load_experiment(path)
+  for run in runs:  # finished, as far as the sweep can tell
+    (root / run.id).mkdir(parents=True)
+    (root / run.id / "summary.json").write_text(json.dumps({"status": "ok", "steps": 5}))
+  evaluate_args = ["--experiment", path, "--root", str(root), "--evaluate", "--config.train.eval_batches=4"]
+  local = run_cli(*evaluate_args, "--dry-run")
+  assert local.returncode == 0, local.stderr
+  assert [line for line in local.stdout.splitlines() if line.startswith("python")] == [
+      f"python -m scaling.evaluate --workdir={root / run.id} --step=5 --config.train.eval_batches=4" for run in runs]
+  slurm = run_cli(*evaluate_args, "--launcher", "slurm", "--dry-run")
+  assert slurm.returncode == 0, slurm.stderr
+  workdirs = " ".join(str(root / run.id) for run in runs)
+  for line in ["#SBATCH --job-name=three-evaluate", "#SBATCH --array=0-2",
+               f"srun --kill-on-bad-exit=1 {sys.executable} -m scaling.sweep exec --evaluate "
+               f"--config.train.eval_batches=4 {workdirs}"]:
+    assert line + "\n" in slurm.stdout
+  env = stand_ins(tmp_path, squeue='[[ "$*" == *"-n three-evaluate"* ]] && echo 41', sbatch="exit 1")
+  queued = subprocess.run([sys.executable, "-m", "scaling.sweep", *evaluate_args, "--launcher", "slurm"],
+                          capture_output=True, text=True, env=env, timeout=120)
+  assert queued.returncode == 2 and queued.stderr == (
+      "error: SLURM job 41 (three-evaluate) still evaluates this sweep's runs: wait for it to end (or scancel it), "
+      "then evaluate what it left\n")
+  assert [c.split()[0] for c in calls(tmp_path)] == ["squeue"], "nothing submitted"
 
 
 def test_launch_sh_local_and_bad_options():
@@ -680,6 +754,18 @@ def test_slurm_job_array_of_two_process_runs(tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["num_devices"] == 2 and int(row["D"]) == summary["D"] == 5 * 4 * 32
   assert sweep.read_state(root / rows[0]["run_id"])["slurm_job"].endswith("_0")  # task 0 ran run 0
+  # evaluated with more of the split as a job array of 2-process tasks: as one process evaluates here
+  try:
+    evaluated = run_cli("--experiment", path, "--root", str(root), "--launcher", "slurm", "--wait", "--evaluate",
+                        "--config.train.eval_batches=4", "--", "--tasks-per-node", "2", timeout=240)
+  finally:
+    subprocess.run(["scancel", "--name", "sweep_test_array-evaluate"])
+  assert evaluated.returncode == 0, evaluated.stderr
+  for row in read_csv(root / "results.csv", ["seed", "eval_loss.synthetic"]):
+    assert (root / row["run_id"] / "evaluate.1.log").exists()
+    record = evaluate.evaluate_checkpoint(str(root / row["run_id"]), ["--config.train.eval_batches=4"])
+    assert float(row["eval_loss.synthetic"]) == pytest.approx(record["eval"]["loss"], abs=1e-5)
+    assert float(row["eval_loss.synthetic"]) != float(row["eval_loss"]), "4 batches, not the run's 2"
 
 
 @pytest.mark.slow
