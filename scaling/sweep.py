@@ -862,7 +862,7 @@ def launch_slurm(sweep: Sweep, todo: list[Run]) -> None:
     return
   if sweep.evaluate is not None and (queued := slurm_jobs_named(name)):
     raise SweepError(f"SLURM job {', '.join(queued)} ({name}) still evaluates this sweep's runs: wait for it to "
-                     f"end (or scancel it), then evaluate what it left")
+                     "end (or scancel it), then evaluate what it left")
   started = sweep.start(todo)
   try:
     output = _launch_sh("slurm", options, False, sweep.exec_command([workdir for workdir, _ in started]))
@@ -1023,7 +1023,8 @@ def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "l
   if launcher == "tpu":  # the workers' sweep decides what to evaluate
     launch_tpu(sweep, select(runs, only))
     return Evaluated([], [], [], [])
-  finished = [r for r in select(runs, only) if status(sweep.root / r.id, {}) == "ok"]
+  finished = [r for r in select(runs, only) if status(sweep.root / r.id, {}) == "ok"
+              and "steps" in _read_json(sweep.root / r.id / "summary.json")]  # not a summary written by hand
 
   def targets() -> dict[str, tuple[Path, bool]]:
     return {r.id: evaluation_target(r, sweep.root, overrides) for r in finished}
