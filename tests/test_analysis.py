@@ -1054,7 +1054,7 @@ def test_palm_flop_count_gives_the_true_optimum(palm_analysis):
   N_obs, D_obs = holdout["approach 3", "N*"].observed, holdout["approach 3", "D*"].observed
   assert D_obs == pytest.approx(palm_analysis.holdout.budget / float(runs.flops(N_obs)))
   text = (palm_analysis.out / "report.md").read_text()
-  assert "Compute C is the CSV's column 'C'." in text
+  assert "The loss L is the CSV's column 'eval_loss'. Compute C is the CSV's column 'C'." in text
   assert "A token costs f = C / D = 1.7415 × 6N FLOPs at N = 4.9497e+06 to 1.1023 × 6N at N = 9.3247e+08" in text
 
 

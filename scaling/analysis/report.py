@@ -57,10 +57,11 @@ def _data_section(a) -> list[str]:
 
 
 def _compute_lines(a) -> list[str]:
-  """Which FLOP count C is, and the FLOPs per token f that every conversion between C, N and D uses."""
+  """Which columns the loss and the FLOP count C are, and the FLOPs per token f that every conversion between C,
+  N and D uses."""
   flops, columns = a.runs.flops, a.columns
   derived = [q for q in ("N", "D", "C") if q not in columns]
-  source = (
+  source = f"The loss L is the CSV's column {columns['L']!r}. " + (
     f"Compute C is the CSV's column {columns['C']!r}" if "C" in columns else "Compute C is not in the CSV"
   ) + (f"; {derived[0]} is derived from C = 6 N D." if derived else ".")
   if flops.k is not None:
