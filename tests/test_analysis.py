@@ -248,6 +248,8 @@ def test_frontier_formula_by_hand():
   )
   assert math.exp(best.x) == pytest.approx(law.n_opt(C, SIX_N), rel=1e-4)
   assert law.loss_opt(C, SIX_N) == pytest.approx(2.32888, abs=1e-5)
+  (p,) = fits.predict(C, SIX_N, approach3=law)  # 50 tokens per parameter, without samples no interval
+  assert p.ratio.value == pytest.approx(9.1363365e10 / 1.8242177e9, rel=1e-6) and not p.ratio.has_interval
 
 
 def test_prediction_with_intervals(sweep_analysis):
@@ -268,6 +270,15 @@ def test_prediction_with_intervals(sweep_analysis):
   kaplan = sweep_analysis.kaplan_joint  # the other form, fitted to the same runs, predicts what it implies
   assert pk.N.value == pytest.approx(float(kaplan.n_opt(C, SIX_N))) and pk.N.lo < pk.N.value < pk.N.hi
   assert pk.L.value == pytest.approx(float(kaplan.loss_opt(C, SIX_N))) and pk.L.lo < pk.L.value < pk.L.hi
+  # tokens per parameter: D / N of each allocation, its interval from each bootstrap fit's own ratio
+  for q in (p, pk, p2, p1):
+    assert q.ratio.value == pytest.approx(q.D.value / q.N.value, rel=1e-12) and q.ratio.lo < q.ratio.value < q.ratio.hi
+  assert p.ratio.lo <= TRUE_LAW.d_opt(C, SIX_N) / TRUE_LAW.n_opt(C, SIX_N) <= p.ratio.hi
+  fit2 = sweep_analysis.approach2
+  ratios = [fits.PowerLaw.from_params(d)(C) / fits.PowerLaw.from_params(n)(C)
+            for n, d in zip(fit2.n_law.samples, fit2.d_law.samples)]
+  assert (p2.ratio.lo, p2.ratio.hi) == pytest.approx(tuple(np.nanpercentile(ratios, [2.5, 97.5])), rel=1e-9)
+  assert p2.ratio.hi - p2.ratio.lo < p2.D.hi / p2.N.lo - p2.D.lo / p2.N.hi, "paired, not the ends of N and D"
 
 
 def test_loss_at_a_given_allocation_beside_the_optimum_at_its_compute(sweep_analysis):
@@ -635,8 +646,8 @@ def test_swept_setting_is_tabled_fitted_and_drawn(tmp_path):
   assert law(5e7, 1e10) == pytest.approx(lr_star(5e7, 1e10), rel=1e-8)
   assert law.ranges == {"N": (1e7, 1e8), "D": (1e17 / 6e8, 1e19 / 6e7)}
   analysis = analyze_module.Analysis(str(path), 72, runs, {}, {}, "best", setting_laws=[law], predictions=[
-    fits.Prediction("approach 3", 1e20, fits.Estimate(5e8), fits.Estimate(3e10), fits.Estimate(2.5)),
-    fits.Prediction("approach 2", 1e20, fits.Estimate(4e8), fits.Estimate(4e10), None)])
+    fits.Prediction("approach 3", 1e20, fits.Estimate(5e8), fits.Estimate(3e10), fits.Estimate(2.5), fits.Estimate(60)),
+    fits.Prediction("approach 2", 1e20, fits.Estimate(4e8), fits.Estimate(4e10), None, fits.Estimate(100))])
   text = "\n".join(report._shared_section(analysis))
   lowest = runs.shared[0]
   row = (f"| 1e+07 | {lowest.D:.5g} | 8 | optim.lr={float(lowest.settings['optim.lr'][lowest.best]):.4g} | "

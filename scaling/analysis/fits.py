@@ -1339,13 +1339,15 @@ def _refit_saturating(x: np.ndarray, y: np.ndarray, start: SaturatingLaw, idx: n
 
 @dataclass(frozen=True)
 class Prediction:
-  """Recommended N, D and the loss at compute C by one method (None: the method does not give it)."""
+  """Recommended N, D and the loss at compute C by one method (None: the method does not give it), and the
+  tokens per parameter D / N of that allocation (its interval from the same bootstrap fits' ratios)."""
 
   method: str
   C: float
   N: Estimate | None
   D: Estimate | None
   L: Estimate | None
+  ratio: Estimate | None
 
 
 def predict(
@@ -1363,17 +1365,26 @@ def predict(
   def at_C(law):
     return None if law is None else estimate(law, lambda sample: sample(C))
 
+  def allocation(n_law: PowerLaw, d_law: PowerLaw) -> tuple[Estimate, Estimate, Estimate]:
+    """N*, D* and D*/N* at C from power laws fitted to the same bootstrap resamples: D/N = (k_d/k_n) C^(p_d-p_n)."""
+    ratio = PowerLaw(d_law.k / n_law.k, d_law.p - n_law.p,
+                     None if n_law.samples is None else d_law.samples[:, :2] - n_law.samples[:, :2])
+    return at_C(n_law), at_C(d_law), at_C(ratio)
+
   out = []
   for joint in (approach3, kaplan_joint):
     if joint is not None:
       n = estimate(joint, lambda law: law.n_opt(C, flops))
       d = estimate(joint, lambda law: law.d_opt(C, flops))
       loss = estimate(joint, lambda law: law.loss_opt(C, flops))
-      out.append(Prediction(joint.method, C, n, d, loss))
+      ratio = estimate(joint, lambda law: law.d_opt(C, flops) / law.n_opt(C, flops))
+      out.append(Prediction(joint.method, C, n, d, loss, ratio))
   if approach2 is not None:
-    out.append(Prediction("approach 2", C, at_C(approach2.n_law), at_C(approach2.d_law), None))
+    n, d, ratio = allocation(approach2.n_law, approach2.d_law)
+    out.append(Prediction("approach 2", C, n, d, None, ratio))
   if approach1 is not None and approach1.n_law is not None:
-    out.append(Prediction("approach 1", C, at_C(approach1.n_law), at_C(approach1.d_law), at_C(approach1.loss_law)))
+    n, d, ratio = allocation(approach1.n_law, approach1.d_law)
+    out.append(Prediction("approach 1", C, n, d, at_C(approach1.loss_law), ratio))
   return out
 
 

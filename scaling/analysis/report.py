@@ -318,11 +318,12 @@ def _kaplan_section(a) -> list[str]:
 def _predictions_section(a) -> list[str]:
   if not a.predictions:
     return ["None.", ""]
-  rows = [[_num(p.C), p.method, _est(p.N), _est(p.D), _est(p.L)] for p in a.predictions]
+  rows = [[_num(p.C), p.method, _est(p.N), _est(p.D), _est(p.ratio), _est(p.L)] for p in a.predictions]
   return [
-    f"Compute-optimal allocation and loss per budget, values [{INTERVAL_LEVEL:.0%} interval]:",
+    f"Compute-optimal allocation and loss per budget, values [{INTERVAL_LEVEL:.0%} interval]; D/N is the tokens "
+    "per parameter, its interval from each bootstrap fit's own ratio:",
     "",
-    *_table(["C [FLOP]", "method", "N", "D", "loss"], rows),
+    *_table(["C [FLOP]", "method", "N", "D", "D/N", "loss"], rows),
   ]
 
 
@@ -417,7 +418,8 @@ def summary(a) -> str:
   for law in a.setting_laws:
     lines.append(f"optimum {law.name} ~ {_power_law(law)} ({law.n_groups} groups)")
   for p in a.predictions:
-    lines.append(f"predict C={_num(p.C)} ({p.method}): N={_est(p.N)} D={_est(p.D)} L={_est(p.L)}")
+    lines.append(f"predict C={_num(p.C)} ({p.method}): N={_est(p.N)} D={_est(p.D)} D/N={_est(p.ratio)} "
+                 f"L={_est(p.L)}")
   for x in a.losses_at:
     lines.append(f"at N={_num(x.N)} D={_num(x.D)} ({x.method}): L={_est(x.L)}, {x.excess.value:+.2%} above the "
                  f"compute-optimal L={_num(x.L_opt.value)} (N={_num(x.N_opt.value)}) at C={_num(x.C)}")
