@@ -281,6 +281,18 @@ def test_prediction_with_intervals(sweep_analysis):
   assert p2.ratio.hi - p2.ratio.lo < p2.D.hi / p2.N.lo - p2.D.lo / p2.N.hi, "paired, not the ends of N and D"
 
 
+def test_plots_name_the_loss_column_they_show(sweep_analysis, tmp_path, monkeypatch):
+  """A plot of another column's loss (--loss-col eval_loss.<corpus>) says so on its axis, as the report does."""
+  saved = {}
+  monkeypatch.setattr(plots, "_save", lambda fig, out_dir, name: saved.setdefault(name, fig) and name)
+  plots.make_plots(dataclasses.replace(sweep_analysis, columns={**sweep_analysis.columns, "L": "eval_loss.c"}),
+                   tmp_path)
+  assert saved["loss_vs_compute"].axes[0].get_ylabel() == "eval_loss.c [nats/token]"
+  assert saved["isoflops"].axes[0].get_ylabel() == "eval_loss.c [nats/token]"
+  assert saved["loss_contours"].axes[-1].get_ylabel() == "predicted eval_loss.c [nats/token]"  # its colour bar
+  assert plots.plot_isoflops(sweep_analysis.runs, sweep_analysis.approach2).axes[0].get_ylabel() == plots.LOSS_LABEL
+
+
 def test_loss_at_a_given_allocation_beside_the_optimum_at_its_compute(sweep_analysis):
   """--at N:D: each L(N, D) law's loss there, and how far above the law's own compute-optimal loss at C = f(N) D
   it lies: nothing at the law's optimum, exactly L / L_opt - 1 off it."""

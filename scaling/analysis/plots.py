@@ -24,7 +24,7 @@ from scaling.analysis.fits import compute_multipliers, percentile_band
 COMPUTE_LABEL = "training compute C [FLOP]"
 PARAMS_LABEL = "parameters N"
 TOKENS_LABEL = "tokens D"
-LOSS_LABEL = "loss [nats/token]"
+LOSS_LABEL = "loss [nats/token]"  # a loss axis's label; the analysis's plots name the CSV's loss column instead
 PLANNED_STYLE = {"marker": "X", "s": 90, "color": "white", "edgecolors": "black", "zorder": 5,
                  "label": "planned N and D (--at)"}
 MAX_LEGEND_BUDGETS = 10  # budgets drawn in tab10's distinct colours with a legend; more: a colour scale
@@ -39,13 +39,13 @@ def _figure(ncols: int = 1) -> tuple[Figure, list]:
   return fig, axes
 
 
-def _log_loss_axis(ax) -> None:
+def _log_loss_axis(ax, label: str = LOSS_LABEL) -> None:
   """Log-scaled loss axis; losses span less than a decade, so ticks at round numbers, labelled plainly."""
   ax.set_yscale("log")
   ax.yaxis.set_major_locator(MaxNLocator(nbins=8))
   ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
   ax.yaxis.set_minor_locator(NullLocator())
-  ax.set_ylabel(LOSS_LABEL)
+  ax.set_ylabel(label)
 
 
 def _log_grid(values, pad: float = 2.0, num: int = 200) -> np.ndarray:
@@ -82,7 +82,7 @@ def _save(fig: Figure, out_dir: Path, name: str) -> str:
   return f"{name}.png"
 
 
-def plot_loss_vs_compute(runs, approach3=None, approach1=None, kaplan_joint=None) -> Figure:
+def plot_loss_vs_compute(runs, approach3=None, approach1=None, kaplan_joint=None, loss_label=LOSS_LABEL) -> Figure:
   """Loss against compute, coloured by model size, with the fitted compute-optimal frontiers."""
   fig, (ax,) = _figure()
   norm = colors.LogNorm(runs.N.min(), runs.N.max() * 1.0001)
@@ -117,14 +117,14 @@ def plot_loss_vs_compute(runs, approach3=None, approach1=None, kaplan_joint=None
     label = "Kaplan L(N, D): compute-optimal L(N$_{opt}$(C), D$_{opt}$(C))"
     ax.plot(C, kaplan_joint.loss_opt(C, runs.flops), color="tab:purple", lw=1.5, ls="-.", label=label)
   ax.set_xscale("log")
-  _log_loss_axis(ax)
+  _log_loss_axis(ax, loss_label)
   ax.set_xlabel(COMPUTE_LABEL)
   ax.set_title("Loss against training compute, by model size")
   ax.legend(loc="upper right", fontsize=8)
   return fig
 
 
-def plot_isoflops(runs, approach2) -> Figure:
+def plot_isoflops(runs, approach2, loss_label=LOSS_LABEL) -> Figure:
   """Loss against N per budget with the fitted parabolas and their minima."""
   fig, (ax,) = _figure()
   curves = approach2.curves
@@ -161,7 +161,7 @@ def plot_isoflops(runs, approach2) -> Figure:
       [], [], marker="X", ms=10, mfc="white", mec="black", ls="none", label="minimum outside the sampled N (excluded)"
     )
   ax.set_xscale("log")
-  _log_loss_axis(ax)
+  _log_loss_axis(ax, loss_label)
   ax.set_xlabel(PARAMS_LABEL)
   ax.set_title("IsoFLOP curves: parabolas in log N per compute budget (approach 2)")
   ax.legend(fontsize=8, ncol=2, loc="best")
@@ -239,7 +239,7 @@ def plot_optimal_allocation(runs, approach2=None, approach3=None, approach1=None
   return fig
 
 
-def plot_loss_contours(runs, approach3, budgets=(), planned=()) -> Figure:
+def plot_loss_contours(runs, approach3, budgets=(), planned=(), loss_label=LOSS_LABEL) -> Figure:
   """Contours of the approach-3 L(N, D) with the runs, IsoFLOP lines, the efficient frontier and the
   ``planned`` (N, D) allocations (--at)."""
   fig, (ax,) = _figure()
@@ -252,7 +252,7 @@ def plot_loss_contours(runs, approach3, budgets=(), planned=()) -> Figure:
   filled = ax.contourf(grid_N, grid_D, loss, levels=levels, cmap="viridis_r", norm=colors.LogNorm(), extend="max")
   lines = ax.contour(grid_N, grid_D, loss, levels=levels[::2], colors="white", linewidths=0.6)
   ax.clabel(lines, fmt="%.2f", fontsize=7)
-  fig.colorbar(filled, ax=ax, label=f"predicted {LOSS_LABEL}", format="%.2f")
+  fig.colorbar(filled, ax=ax, label=f"predicted {loss_label}", format="%.2f")
   f = runs.flops
   for i, C in enumerate(budgets):
     ax.plot(N, C / f(N), color="0.85", ls="--", lw=0.8, label="IsoFLOP lines D = C / f(N)" if i == 0 else None)
@@ -279,7 +279,7 @@ def plot_loss_contours(runs, approach3, budgets=(), planned=()) -> Figure:
   return fig
 
 
-def plot_kaplan(runs, kaplan) -> Figure:
+def plot_kaplan(runs, kaplan, loss_label=LOSS_LABEL) -> Figure:
   """Loss against N of the runs at the Kaplan fit's D, with L(N) and its 95% bootstrap band."""
   fig, (ax,) = _figure()
   N, L = runs.N[kaplan.indices], runs.L[kaplan.indices]
@@ -290,7 +290,7 @@ def plot_kaplan(runs, kaplan) -> Figure:
           label=f"L(N) = {law.E:.3g} + ({law.x0:.3g} / N)$^{{{law.gamma:.3g}}}$")
   _band(ax, law, lambda sample, x: sample(x), grid, "tab:red")
   ax.set_xscale("log")
-  _log_loss_axis(ax)
+  _log_loss_axis(ax, loss_label)
   ax.set_xlabel(PARAMS_LABEL)
   ax.set_title("Kaplan-style L(N) at fixed data (band: 95% bootstrap)")
   ax.legend(fontsize=8, loc="upper right")
@@ -342,7 +342,7 @@ def swept_settings(shared) -> list[str]:
           if all(group.numeric(name) is not None for group in shared if name in group.varied())]
 
 
-def plot_setting_sweep(shared, name: str) -> Figure:
+def plot_setting_sweep(shared, name: str, loss_label=LOSS_LABEL) -> Figure:
   """Loss against setting ``name`` for each group of runs that share N and D and vary it, coloured by N (by D
   where they share one N): on the left the loss, on the right its excess over the group's lowest (the curves'
   shapes side by side). A line joins each value's mean loss (over what else varies: seeds), a dot marks each
@@ -366,7 +366,7 @@ def plot_setting_sweep(shared, name: str) -> Figure:
     if log_x:
       ax.set_xscale("log")
     ax.set_xlabel(name)
-  _log_loss_axis(axes[0])
+  _log_loss_axis(axes[0], loss_label)
   axes[1].set_ylabel("loss above the group's lowest [%]")
   axes[0].set_title(f"Loss against {name}, runs of one N and D joined (star: lowest)")
   axes[1].set_title("The same, relative to each group's lowest loss")
@@ -376,18 +376,18 @@ def plot_setting_sweep(shared, name: str) -> Figure:
 
 def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
-  runs = analysis.runs
+  runs, loss_label = analysis.runs, f"{analysis.columns['L']} [nats/token]"
   prediction_budgets = sorted({p.C for p in analysis.predictions})
   planned = sorted({(x.N, x.D) for x in analysis.losses_at})
   budgets = [b for b in runs.budgets() if np.sum(runs.budget == b) >= 3]  # the IsoFLOP groups, not stray runs
   figures = {
     "Loss against compute": (
       "loss_vs_compute",
-      lambda: plot_loss_vs_compute(runs, analysis.approach3, analysis.approach1, analysis.kaplan_joint),
+      lambda: plot_loss_vs_compute(runs, analysis.approach3, analysis.approach1, analysis.kaplan_joint, loss_label),
     ),
   }
   if analysis.approach2 is not None:
-    figures["IsoFLOP curves"] = ("isoflops", lambda: plot_isoflops(runs, analysis.approach2))
+    figures["IsoFLOP curves"] = ("isoflops", lambda: plot_isoflops(runs, analysis.approach2, loss_label))
   if any(fit is not None for fit in (analysis.approach2, analysis.approach3, analysis.kaplan_joint)):
     figures["Compute-optimal N and D"] = (
       "optimal_allocation",
@@ -398,12 +398,12 @@ def make_plots(analysis, out_dir: Path) -> dict[str, str]:
     )
   if analysis.approach3 is not None:
     figures["L(N, D) contours"] = ("loss_contours",
-                                   lambda: plot_loss_contours(runs, analysis.approach3, budgets, planned))
+                                   lambda: plot_loss_contours(runs, analysis.approach3, budgets, planned, loss_label))
   if analysis.kaplan is not None:
-    figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan))
+    figures["Kaplan L(N)"] = ("kaplan", lambda: plot_kaplan(runs, analysis.kaplan, loss_label))
   for name in swept_settings(runs.shared):
     figures[f"Loss against {name}"] = (f"sweep_{_file_name(name)}",
-                                       lambda name=name: plot_setting_sweep(runs.shared, name))
+                                       lambda name=name: plot_setting_sweep(runs.shared, name, loss_label))
   if analysis.curves:
     figures["Learning curves"] = ("learning_curves", lambda: plot_learning_curves(analysis.curves, budgets))
   return {title: _save(make(), out_dir, name) for title, (name, make) in figures.items()}
