@@ -40,11 +40,13 @@ from scaling.analysis.fits import (
   KaplanLaw,
   LossAt,
   Multiplier,
+  SizeMultiplier,
   Prediction,
   Runs,
   SettingLaw,
   bootstrap_joint,
   compute_multipliers,
+  size_multipliers,
   default_workers,
   fit_approach1,
   fit_approach2,
@@ -358,12 +360,14 @@ def analyze(
 @dataclass
 class Comparison:
   """Sweeps analysed alike, and the compute multiplier of each over the first (the baseline) by every method
-  that gives both a compute-optimal loss."""
+  that gives both a compute-optimal loss; by the L(N, D) laws, also its data and parameter multipliers at the
+  other's compute-optimal model."""
 
   labels: list[str]
   analyses: list[Analysis]
   budgets: list[float]
   multipliers: dict[tuple[str, str], list[Multiplier]] = field(default_factory=dict)  # (label, method) -> by C
+  size_multipliers: dict[tuple[str, str], list[SizeMultiplier]] = field(default_factory=dict)  # L(N, D) laws only
   plots: dict[str, str] = field(default_factory=dict)
 
 
@@ -415,6 +419,8 @@ def compare(csv_paths, out_dir, labels=None, seed: int = 0, predict_budgets=None
     for method, frontier in others.items():
       if method in by_sweep[0]:
         result.multipliers[label, method] = compute_multipliers(budgets, by_sweep[0][method], frontier)
+        if frontier.flops is not None:  # an L(N, D) law: also at equal size and at equal data
+          result.size_multipliers[label, method] = size_multipliers(budgets, by_sweep[0][method], frontier)
   if not result.multipliers:
     raise AnalysisError(f"no method gives both {labels[0]}'s and another sweep's compute-optimal loss; see the "
                         "warnings in each one's report")

@@ -1326,6 +1326,40 @@ def test_a_loss_below_the_baselines_E_is_never_reached_and_intervals_pair_the_bo
   assert report._times(m.multiplier) == f"2.25x [{lo:.3g}x, {hi:.3g}x]"
 
 
+@pytest.mark.parametrize("law", [TRUE_LAW, kaplan_law(E=1.7, Nc=3e8, Dc=2e9, alpha_N=0.34, alpha_D=0.30)],
+                         ids=["approach 3", "Kaplan"])
+def test_the_tokens_or_parameters_a_law_needs_for_a_loss(law):
+  N, D = np.array([1e7, 1e8, 1e9]), np.array([1e9, 3e10, 1e12])
+  L = law.loss(N, D)
+  np.testing.assert_allclose(law.tokens_for(N, L), D, rtol=1e-9)
+  np.testing.assert_allclose(law.params_for(D, L), N, rtol=1e-9)
+  assert law.tokens_for(1e8, law.loss(1e8, np.inf) - 1e-9) == math.inf, "below what N alone can reach"
+  assert law.params_for(1e10, law.E) == math.inf and law.tokens_for(1e8, law.E - 0.1) == math.inf
+
+
+@pytest.mark.parametrize("base,other", [
+  (TRUE_LAW, law_of(E=TRUE_LAW.E, A=TRUE_LAW.A, B=TRUE_LAW.B * 2**-TRUE_LAW.beta, alpha=TRUE_LAW.alpha,
+                    beta=TRUE_LAW.beta)),
+  (kaplan_law(E=1.7, Nc=3e8, Dc=2e9, alpha_N=0.34, alpha_D=0.30), kaplan_law(E=1.7, Nc=3e8, Dc=1e9, alpha_N=0.34,
+                                                                              alpha_D=0.30))], ids=["approach 3", "Kaplan"])
+def test_a_law_worth_twice_the_data_has_a_data_multiplier_of_2_at_equal_size(base, other):
+  """other.loss(N, D) = base.loss(N, 2 D): at any N the baseline needs twice the tokens for other's loss."""
+  assert other.loss(1e8, 1e10) == pytest.approx(base.loss(1e8, 2e10), rel=1e-12)
+  budgets, reached = [1e18, 1e21, 1e24], set()
+  sized = fits.size_multipliers(budgets, Frontier(base.method, base, SIX_N), Frontier(other.method, other, SIX_N))
+  for m, C in zip(sized, budgets):
+    assert m.method == base.method and m.C == C and not m.data.has_interval
+    assert (m.N.value, m.D.value) == pytest.approx((other.n_opt(C, SIX_N), other.d_opt(C, SIX_N)), rel=1e-12)
+    assert m.data.value == pytest.approx(2.0, rel=1e-9)
+    L = other.loss(m.N.value, m.D.value)  # the parameters the baseline needs at D*: its loss there is other's,
+    if base.loss(np.inf, m.D.value) < L:  # or never, where even infinite N leaves the baseline above it
+      assert m.params.value > 1 and base.loss(m.params.value * m.N.value, m.D.value) == pytest.approx(L, rel=1e-12)
+      reached.add(base.method)
+    else:
+      assert m.params.value == math.inf
+  assert reached == {base.method} if base.method == "approach 3" else not reached  # each case seen
+
+
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory):
   """Two synthetic sweeps, the second of a law worth 2x in N and D (4x in compute), compared."""
@@ -1361,9 +1395,21 @@ def test_comparison_recovers_a_known_compute_multiplier(two_sweeps):
     assert (root / "out" / label / "report.md").exists() and (root / "out" / label / "isoflops.png").exists()
   assert (root / "out" / "comparison.png").stat().st_size > 10_000 and "![Compute-optimal loss" in text
   largest = c.multipliers["gelu", "approach 3"][len(measured) - 1]  # the console's line: at the largest budget
+  sized = c.size_multipliers["gelu", "approach 3"][len(measured) - 1]
   assert report.comparison_summary(c).splitlines()[0] == (
     f"gelu over swiglu at C={largest.C:.5g} (approach 3): compute multiplier {report._times(largest.multiplier)}, "
-    f"L*={report._est(largest.L_other)} against {report._est(largest.L_base)}")
+    f"L*={report._est(largest.L_other)} against {report._est(largest.L_base)}; at its N*={sized.N.value:.5g}, "
+    f"D*={sized.D.value:.5g}: data multiplier {report._times(sized.data)}, parameter multiplier "
+    f"{report._times(sized.params)}")
+  # at equal size and at equal data, by the L(N, D) laws: gelu's law is swiglu's at twice the N and D
+  assert set(c.size_multipliers) == {("gelu", "approach 3"), ("gelu", "Kaplan L(N, D)")}
+  assert c.size_multipliers["gelu", "approach 3"] == fits.size_multipliers(c.budgets, by_sweep[0]["approach 3"],
+                                                                           by_sweep[1]["approach 3"])
+  for s in c.size_multipliers["gelu", "approach 3"][:len(SWEEP_BUDGETS)]:
+    assert s.data.lo < s.data.value < s.data.hi and s.params.lo < s.params.value < s.params.hi
+    assert s.data.value > 2 and s.params.value > 2  # twice the N and D, and more to make up for the other
+  assert (f"| `gelu` | approach 3 | {sized.C:.5g} | {report._est(sized.N)} | {report._est(sized.D)} | "
+          f"{report._times(sized.data)} | {report._times(sized.params)} |") in text
 
 
 def test_cli_compares_two_csvs_and_names_them(two_sweeps, tmp_path, capsys, monkeypatch):

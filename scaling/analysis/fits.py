@@ -728,7 +728,9 @@ def huber_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUB
 
 class JointLaw:
   """A law L(N, D) fitted to every run, and the compute-optimal allocation it implies. Subclasses give
-  ``loss(N, D)`` and ``n_opt_proportional(C, k)``, the optimum in closed form when a token costs k N FLOPs."""
+  ``loss(N, D)``, ``n_opt_proportional(C, k)``, the optimum in closed form when a token costs k N FLOPs, and
+  ``tokens_for(N, L)`` and ``params_for(D, L)``, the D (or N) at which the law reaches loss L with N parameters
+  (or D tokens): inf where it never does."""
 
   method: ClassVar[str]  # its name in the report, predictions and warnings
   log_E: float  # each law has its five parameters, then objective and samples, as dataclass fields
@@ -833,6 +835,16 @@ class ChinchillaLaw(JointLaw):
     """G (C/k)^a: Hoffmann et al.'s closed form (k = 6)."""
     return self.G * (C / k) ** self.a
 
+  def tokens_for(self, N, L):
+    """B / D^beta = L - E - A / N^alpha."""
+    return _power_root(self.B, np.asarray(L, dtype=float) - self.E - self.A / np.asarray(N, dtype=float) ** self.alpha,
+                       self.beta)
+
+  def params_for(self, D, L):
+    """A / N^alpha = L - E - B / D^beta."""
+    return _power_root(self.A, np.asarray(L, dtype=float) - self.E - self.B / np.asarray(D, dtype=float) ** self.beta,
+                       self.alpha)
+
 
 @dataclass(frozen=True)
 class KaplanLaw(JointLaw):
@@ -881,6 +893,30 @@ class KaplanLaw(JointLaw):
     """Where (N_c / N)^g + D_c k N / C, g = alpha_N / alpha_D, is least: N^(1+g) = g N_c^g C / (k D_c)."""
     g = self.alpha_N / self.alpha_D
     return np.exp((math.log(g) + g * self.log_Nc - self.log_Dc + np.log(np.asarray(C, dtype=float) / k)) / (1 + g))
+
+  def _inner(self, L):
+    """(L - E)^(1 / alpha_D): the bracket of Eq. 1.5 at loss L (nan at or below E)."""
+    excess = np.asarray(L, dtype=float) - self.E
+    with np.errstate(invalid="ignore"):
+      return np.where(excess > 0, np.maximum(excess, 0) ** (1 / self.alpha_D), np.nan)
+
+  def tokens_for(self, N, L):
+    """D_c / D = (L - E)^(1/alpha_D) - (N_c / N)^(alpha_N/alpha_D)."""
+    return _power_root(self.Dc, self._inner(L) - (self.Nc / np.asarray(N, dtype=float)) ** (self.alpha_N / self.alpha_D),
+                       1.0)
+
+  def params_for(self, D, L):
+    """(N_c / N)^(alpha_N/alpha_D) = (L - E)^(1/alpha_D) - D_c / D."""
+    return _power_root(self.Nc ** (self.alpha_N / self.alpha_D), self._inner(L) - self.Dc / np.asarray(D, dtype=float),
+                       self.alpha_N / self.alpha_D)
+
+
+def _power_root(scale: float, target, power: float):
+  """The x with scale / x^power = target: (scale / target)^(1/power), inf where target is not positive (the
+  term would have to vanish or turn negative)."""
+  target = np.asarray(target, dtype=float)
+  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    return np.where(target > 0, (scale / np.where(target > 0, target, 1.0)) ** (1 / power), np.inf)
 
 
 def kaplan_objective(params, X: np.ndarray, log_l: np.ndarray, delta: float = HUBER_DELTA):
@@ -1466,18 +1502,54 @@ def compute_multipliers(budgets, base: Frontier, other: Frontier) -> list[Multip
   of two sweeps), with percentile intervals over pairs of their bootstrap samples (the i-th of each: the two
   sweeps' resamples are independent)."""
   C = np.asarray(budgets, dtype=float)
-  pairs = list(zip(base.laws(), other.laws()))
-  values = _multiplier(base, base.law, other, other.law, C)
-  if pairs:
-    samples = np.array([_multiplier(base, b, other, o, C) for b, o in pairs])
-    lo, hi = np.nanpercentile(samples, [50 * (1 - INTERVAL_LEVEL), 50 * (1 + INTERVAL_LEVEL)], axis=0,
-                              method="nearest")  # a sample's value: inf where the baseline never gets there
-  else:
-    lo = hi = np.full(len(C), math.nan)
+  values, lo, hi = _paired(base, other, lambda b, o: _multiplier(base, b, other, o, C))
   L_base = _estimates(base.law, lambda law: base.loss(law, C))
   L_other = _estimates(other.law, lambda law: other.loss(law, C))
   return [Multiplier(base.method, float(c), L_base[i], L_other[i],
                      Estimate(float(values[i]), float(lo[i]), float(hi[i]))) for i, c in enumerate(C)]
+
+
+def _paired(base: Frontier, other: Frontier, fn: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """fn(base law, other law), and its percentile interval over pairs of the two sweeps' bootstrap samples (the
+  i-th of each: the two sweeps' resamples are independent); nan without samples. A sample's value is inf where
+  the baseline never gets there, so the percentiles take samples' own values."""
+  values = np.asarray(fn(base.law, other.law), dtype=float)
+  pairs = list(zip(base.laws(), other.laws()))
+  if not pairs:
+    return values, np.full(values.shape, math.nan), np.full(values.shape, math.nan)
+  samples = np.array([fn(b, o) for b, o in pairs], dtype=float)
+  lo, hi = np.nanpercentile(samples, [50 * (1 - INTERVAL_LEVEL), 50 * (1 + INTERVAL_LEVEL)], axis=0, method="nearest")
+  return values, lo, hi
+
+
+@dataclass(frozen=True)
+class SizeMultiplier:
+  """At compute C, another sweep's compute-optimal model (N*, D*) by one L(N, D) law, and what the baseline's
+  law needs to reach that model's loss: at the same N* the tokens, over D* (``data``), and at the same D* the
+  parameters, over N* (``params``). Above 1, the other's setup is worth that many times the baseline's data at
+  equal size (or parameters at equal data); inf where the baseline never reaches that loss there."""
+
+  method: str
+  C: float
+  N: Estimate
+  D: Estimate
+  data: Estimate
+  params: Estimate
+
+
+def size_multipliers(budgets, base: Frontier, other: Frontier) -> list[SizeMultiplier]:
+  """``SizeMultiplier`` at each budget by one L(N, D) law (``base`` and ``other``: its frontiers of two sweeps),
+  with percentile intervals over pairs of their bootstrap samples."""
+  C = np.asarray(budgets, dtype=float)
+
+  def at(b: JointLaw, o: JointLaw) -> np.ndarray:
+    N, D = o.n_opt(C, other.flops), o.d_opt(C, other.flops)
+    L = o.loss(N, D)
+    return np.stack([N, D, b.tokens_for(N, L) / D, b.params_for(D, L) / N])
+
+  values, lo, hi = _paired(base, other, at)
+  return [SizeMultiplier(base.method, float(c), *(Estimate(float(values[k, i]), float(lo[k, i]), float(hi[k, i]))
+                                                  for k in range(4))) for i, c in enumerate(C)]
 
 
 def _estimates(law, fn: Callable) -> list[Estimate]:

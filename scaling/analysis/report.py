@@ -474,10 +474,27 @@ def _multipliers_section(c) -> list[str]:
   return lines + _table(["sweep", "method", "C [FLOP]", f"L* of `{base}`", "L* of the sweep", "multiplier"], rows)
 
 
+def _size_multipliers_section(c) -> list[str]:
+  base = c.labels[0]
+  lines = [
+    f"At each budget, the sweep's compute-optimal model (N*, D*) by each L(N, D) law, and what `{base}`'s law "
+    "needs to reach its loss there: at the same N* the tokens, over D* (data multiplier), and at the same D* the "
+    f"parameters, over N* (parameter multiplier). Above 1, the sweep's setup is worth that many times `{base}`'s "
+    "data at equal size (or parameters at equal data); never: the loss is out of reach there. Values "
+    f"[{INTERVAL_LEVEL:.0%} interval over pairs of the sweeps' bootstrap fits].",
+    "",
+  ]
+  rows = [[f"`{label}`", method, _num(m.C), _est(m.N), _est(m.D), _times(m.data), _times(m.params)]
+          for (label, method), multipliers in c.size_multipliers.items() for m in multipliers]
+  return lines + _table(["sweep", "method", "C [FLOP]", "N*", "D*", "data multiplier", "parameter multiplier"], rows)
+
+
 def render_comparison(c) -> str:
   lines = ["# Scaling-law comparison", ""]
-  for title, render in (("Sweeps", _sweeps_section), (f"Compute multipliers over `{c.labels[0]}`",
-                                                       _multipliers_section)):
+  sections = [("Sweeps", _sweeps_section), (f"Compute multipliers over `{c.labels[0]}`", _multipliers_section)]
+  if c.size_multipliers:
+    sections.append((f"At equal size and at equal data, over `{c.labels[0]}`", _size_multipliers_section))
+  for title, render in sections:
     lines += [f"## {title}", "", *render(c)]
   lines += ["## Plots", ""]
   for title, png in c.plots.items():
@@ -495,6 +512,9 @@ def comparison_summary(c) -> str:
   lines = []
   for (label, method), multipliers in c.multipliers.items():
     m = min(multipliers, key=lambda m: abs(math.log(m.C / C_max)))
+    sized = next((s for s in c.size_multipliers.get((label, method), ()) if s.C == m.C), None)
+    at_size = "" if sized is None else (f"; at its N*={_num(sized.N.value)}, D*={_num(sized.D.value)}: data multiplier "
+                                        f"{_times(sized.data)}, parameter multiplier {_times(sized.params)}")
     lines.append(f"{label} over {c.labels[0]} at C={_num(m.C)} ({method}): compute multiplier {_times(m.multiplier)}, "
-                 f"L*={_est(m.L_other)} against {_est(m.L_base)}")
+                 f"L*={_est(m.L_other)} against {_est(m.L_base)}{at_size}")
   return "\n".join(lines)
