@@ -1393,6 +1393,7 @@ def test_comparison_recovers_a_known_compute_multiplier(two_sweeps):
   assert "| `swiglu` (baseline) | [report](swiglu/report.md) | " in text
   for label in c.labels:
     assert (root / "out" / label / "report.md").exists() and (root / "out" / label / "isoflops.png").exists()
+  assert plots.plot_comparison(c, by_sweep).axes[0].get_ylabel() == "eval_loss [nats/token]"  # the column fitted
   assert (root / "out" / "comparison.png").stat().st_size > 10_000 and "![Compute-optimal loss" in text
   largest = c.multipliers["gelu", "approach 3"][len(measured) - 1]  # the console's line: at the largest budget
   sized = c.size_multipliers["gelu", "approach 3"][len(measured) - 1]

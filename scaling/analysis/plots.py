@@ -48,6 +48,11 @@ def _log_loss_axis(ax, label: str = LOSS_LABEL) -> None:
   ax.set_ylabel(label)
 
 
+def _loss_label(analysis) -> str:
+  """The loss axis's label in an analysis's plots: the CSV column it fitted."""
+  return f"{analysis.columns['L']} [nats/token]"
+
+
 def _log_grid(values, pad: float = 2.0, num: int = 200) -> np.ndarray:
   values = np.asarray(values, dtype=float)
   return np.geomspace(values.min() / pad, values.max() * pad, num)
@@ -376,7 +381,7 @@ def plot_setting_sweep(shared, name: str, loss_label=LOSS_LABEL) -> Figure:
 
 def make_plots(analysis, out_dir: Path) -> dict[str, str]:
   """Every plot the analysis supports, saved in out_dir; returns title -> PNG file name."""
-  runs, loss_label = analysis.runs, f"{analysis.columns['L']} [nats/token]"
+  runs, loss_label = analysis.runs, _loss_label(analysis)
   prediction_budgets = sorted({p.C for p in analysis.predictions})
   planned = sorted({(x.N, x.D) for x in analysis.losses_at})
   budgets = [b for b in runs.budgets() if np.sum(runs.budget == b) >= 3]  # the IsoFLOP groups, not stray runs
@@ -426,7 +431,7 @@ def plot_comparison(comparison, frontiers: list[dict]) -> Figure:
     for method, frontier in by_method.items():
       ax.plot(C, frontier.loss(frontier.law, C), color=colour, label=f"{label}: {method}", **METHOD_STYLES[method])
   ax.set_xscale("log")
-  _log_loss_axis(ax)
+  _log_loss_axis(ax, _loss_label(comparison.analyses[0]))
   ax.set_xlabel(COMPUTE_LABEL)
   ax.set_title("Compute-optimal loss L*(C) of each sweep (dots: its runs)")
   ax.legend(fontsize=8, loc="upper right")
