@@ -81,7 +81,7 @@ def evaluate_checkpoint(workdir: str, overrides=(), step: int | None = None) -> 
   trainer = Trainer(config, sharding.make_mesh(config.mesh))
   params = checkpoint.place(host_params, trainer.abstract_state()["params"])
   dataset = data.dataset_identity(config)
-  result = train.evaluate(trainer, params, config)
+  result = train.evaluate(trainer, params, config, progress=f"evaluating step {step} on {config.data.dataset}")
   if not result:
     raise UserError(f"config.data.dataset={config.data.dataset!r} has no validation or test split to evaluate "
                     "(for files, raise config.data.val_fraction)")

@@ -59,6 +59,41 @@ class MetricWriter:
       self.tb.close()
 
 
+PROGRESS_LOG_S = 60.0  # without a terminal, long work (tokenizing, evaluating) logs its progress this often
+log = logging.getLogger("scaling")
+
+
+class WorkProgress:
+  """Long work of a known size (documents tokenized, batches evaluated): a bar with an ETA on a terminal, else
+  a log line every PROGRESS_LOG_S seconds (a large corpus takes hours, and a run's first start waits for it)."""
+
+  def __init__(self, what: str, total: int, unit: str):
+    self.what, self.total, self.unit = what, total, unit
+    self.start = self.logged = time.time()
+    self.bar = None
+    if sys.stderr.isatty():
+      self.bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(f"{unit}, ETA"),
+                          TimeRemainingColumn(), transient=True)
+      self.task = self.bar.add_task(what, total=total)
+      self.bar.start()
+
+  def update(self, done: int, note: str = "") -> None:
+    """`done` of the total so far; `note` (as '1,234 tokens') goes into the log line."""
+    if self.bar is not None:
+      self.bar.update(self.task, completed=done)
+      return
+    now = time.time()
+    if now - self.logged >= PROGRESS_LOG_S:
+      self.logged = now
+      left = (self.total - done) * (now - self.start) / done
+      log.info("%s: %s of %s %s (%.1f%%)%s, about %.0f min left", self.what, f"{done:,}", f"{self.total:,}",
+               self.unit, 100 * done / self.total, f", {note}" if note else "", left / 60)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.stop()
+
+
 class ProgressBar:
   """A rich progress bar (step, loss, tokens/s, ETA) on a terminal; plain log lines otherwise."""
 

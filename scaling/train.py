@@ -47,13 +47,20 @@ def resolve(config):
   return config, tokenizer
 
 
-def evaluate(trainer: Trainer, params, config) -> dict:
+def evaluate(trainer: Trainer, params, config, progress: str | None = None) -> dict:
   """Loss, perplexity and accuracy over the validation split (capped by train.eval_batches); for
-  MLM the masked positions' loss and accuracy, plus next-sentence loss and accuracy with NSP."""
+  MLM the masked positions' loss and accuracy, plus next-sentence loss and accuracy with NSP. With
+  `progress` (what to call the work), process 0 shows how far it is (metrics.WorkProgress)."""
   totals = None
-  for local in data.eval_batches(config, jax.process_index(), jax.process_count()):
+  batches = data.eval_batches(config, jax.process_index(), jax.process_count())
+  shown = metrics.WorkProgress(progress, len(batches), "batches") if progress and jax.process_index() == 0 else None
+  for done, local in enumerate(batches, 1):
     stats = trainer.eval_step(params, sharding.global_batch(local, trainer.mesh, trainer.rules))
     totals = stats if totals is None else jax.tree.map(lambda a, b: a + b, totals, stats)
+    if shown is not None:
+      shown.update(done)
+  if shown is not None:
+    shown.close()
   if totals is None:
     return {}
   totals = jax.device_get(totals)

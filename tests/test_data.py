@@ -17,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import base
-from scaling import data
+from scaling import data, metrics
 from scaling.data import DataError, pipeline, sources, synthetic
 from scaling.data.tokenizer import ByteTokenizer, train_sentencepiece
 
@@ -183,7 +183,7 @@ def test_synthetic_batches_and_eval():
   evals = list(data.eval_batches(config))
   assert len(evals) == 3 and all((e["weights"] == 1).all() for e in evals)
   config.train.eval_batches = 0
-  assert len(list(data.eval_batches(config))) == synthetic.VALIDATION_WINDOWS // 8
+  assert len(list(data.eval_batches(config))) == len(data.eval_batches(config)) == synthetic.VALIDATION_WINDOWS // 8
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ def test_a_stopped_tokenizations_leftovers_are_removed_by_the_next(text_files, t
 
 def test_tokenization_logs_its_progress_and_a_process_waiting_for_it_says_so(text_files, tmp_path, caplog,
                                                                               monkeypatch):
-  monkeypatch.setattr(sources, "PROGRESS_LOG_S", 0.0)  # a line for every chunk of documents
+  monkeypatch.setattr(metrics, "PROGRESS_LOG_S", 0.0)  # a line for every chunk of documents
   config = make_config(dataset="files", files=text_files["glob"], data_dir=str(tmp_path))
   path = sources.token_cache(config.data, "train")
   meta = json.loads((Path(path) / "meta.json").read_text())

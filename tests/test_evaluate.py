@@ -10,7 +10,7 @@ import pytest
 from common import free_port, xla_flags
 
 from scaling import config as config_lib
-from scaling import evaluate, train
+from scaling import evaluate, metrics, train
 
 STEPS = 10
 
@@ -35,11 +35,15 @@ def test_the_newest_checkpoint_evaluates_as_the_run_did_at_its_end(run):
   assert saved == {k: v for k, v in record.items() if k != "path"} and record["path"].endswith("step10-synthetic.json")
 
 
-def test_an_earlier_step_and_more_of_the_split(run):
+def test_an_earlier_step_and_more_of_the_split(run, caplog, monkeypatch):
   workdir, summary = run
   earlier = evaluate.evaluate_checkpoint(str(workdir), step=5)
   assert earlier["step"] == 5 and earlier["eval"]["loss"] > summary["eval"]["loss"]  # 5 steps less trained
-  more = evaluate.evaluate_checkpoint(str(workdir), ["--config.train.eval_batches=4"])
+  monkeypatch.setattr(metrics, "PROGRESS_LOG_S", 0.0)  # without a terminal, a line a batch
+  with caplog.at_level("INFO"):
+    more = evaluate.evaluate_checkpoint(str(workdir), ["--config.train.eval_batches=4"])
+  assert [m.split(" (")[0] for m in caplog.messages if m.startswith("evaluating")] == [
+      f"evaluating step {STEPS} on synthetic: {k} of 4 batches" for k in range(1, 5)]
   assert more["eval_batches"] == 4 and more["overrides"] == {"train.eval_batches": "4"}
   assert more["eval"]["loss"] != summary["eval"]["loss"] and math.isfinite(more["eval"]["loss"])
   assert more["eval"]["perplexity"] == pytest.approx(math.exp(more["eval"]["loss"]))

@@ -9,11 +9,12 @@ restoring it yields exactly the next batch. Evaluation walks the split's windows
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grain
 import numpy as np
@@ -102,7 +103,21 @@ def train_iterator(config, process_index: int = 0, process_count: int = 1) -> gr
   return iter(ds)
 
 
-def eval_batches(config, process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+@dataclasses.dataclass(frozen=True)
+class EvalBatches:
+  """A process's batches of the validation split, read in order as they are iterated; len() is their number."""
+
+  count: int
+  read: Callable[[int], dict[str, np.ndarray]]  # batch k
+
+  def __len__(self) -> int:
+    return self.count
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return map(self.read, range(self.count))
+
+
+def eval_batches(config, process_index: int = 0, process_count: int = 1) -> EvalBatches:
   """The validation split once, in order, as this process's batches (same format as training).
 
   Global batch k holds windows k*B .. k*B + B - 1; process p gets rows p*b .. p*b + b - 1 of it.
@@ -115,11 +130,10 @@ def eval_batches(config, process_index: int = 0, process_count: int = 1) -> Iter
   if source is None:
     log.warning("config.data.dataset=%r has no validation or test split (too few files, or"
                 " config.data.val_fraction=0?): no evaluation", config.data.dataset)
-    return iter(())
+    return EvalBatches(0, dict)
   num_batches = math.ceil(source.num_windows / batch)
   if config.train.eval_batches:
     num_batches = min(num_batches, config.train.eval_batches)
   read = batch_reader(config, source)
   rows = process_index * b + np.arange(b)
-  return (read(np.where(k * batch + rows < source.num_windows, k * batch + rows, -1))
-          for k in range(num_batches))
+  return EvalBatches(num_batches, lambda k: read(np.where(k * batch + rows < source.num_windows, k * batch + rows, -1)))

@@ -36,6 +36,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from scaling import metrics
 from scaling.data.errors import DataError
 from scaling.data.tokenizer import get_tokenizer, token_dtype
 
@@ -43,7 +44,6 @@ log = logging.getLogger("scaling.data")
 tfds.display_progress_bar(False)  # builds report in one log line each instead
 EVAL_SPLITS = ("validation", "test")  # the first one a dataset has is evaluated
 _READ_CHUNK = 1024  # documents read and tokenized at a time when building a token cache
-PROGRESS_LOG_S = 60.0  # without a terminal, tokenization logs its progress this often
 
 
 def data_dir(data_config) -> str:
@@ -298,38 +298,7 @@ def _cache_root(directory: str) -> str:
   return os.path.join(directory, "tokens")
 
 
-class _TokenizeProgress:
-  """Documents tokenized so far: a bar on a terminal, else a log line every PROGRESS_LOG_S seconds (a
-  large corpus takes hours, and a run's first start waits for it)."""
-
-  def __init__(self, what: str, total: int):
-    self.what, self.total = what, total
-    self.start = self.logged = time.time()
-    self.bar = None
-    if sys.stderr.isatty():
-      from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-      self.bar = Progress(TextColumn(f"tokenizing {what}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("documents, ETA"), TimeRemainingColumn(), transient=True)
-      self.task = self.bar.add_task(what, total=total)
-      self.bar.start()
-
-  def update(self, documents: int, tokens: int) -> None:
-    if self.bar is not None:
-      self.bar.update(self.task, completed=documents)
-      return
-    now = time.time()
-    if now - self.logged >= PROGRESS_LOG_S:
-      self.logged = now
-      left = (self.total - documents) * (now - self.start) / documents
-      log.info("tokenizing %s: %s of %s documents (%.1f%%), %s tokens, about %.0f min left", self.what,
-               f"{documents:,}", f"{self.total:,}", 100 * documents / self.total, f"{tokens:,}", left / 60)
-
-  def close(self) -> None:
-    if self.bar is not None:
-      self.bar.stop()
-
-
-def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str, progress: _TokenizeProgress) -> None:
+def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str, progress: metrics.WorkProgress) -> None:
   """Tokenize documents into `path`/{tokens.bin, doc_ends.npy, meta.json}, atomically."""
   start = time.time()
   tmp = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -343,7 +312,7 @@ def _write_tokens(chunks: Iterator[list[bytes]], tokenizer, path: str, progress:
           out.write(np.append(ids, tokenizer.eos_id).astype(dtype).tobytes())
           total += len(ids) + 1
           ends.append(total)
-        progress.update(len(ends), total)
+        progress.update(len(ends), f"{total:,} tokens")
     finally:
       progress.close()
   np.save(os.path.join(tmp, "doc_ends.npy"), np.asarray(ends, np.int64))
@@ -371,7 +340,8 @@ def token_cache(data_config, split: str) -> str | None:
       if not os.path.isdir(path):
         _remove_stale(f"{glob.escape(path)}.tmp-*", "tokenization")
         _write_tokens(_document_chunks(ds_builder, data_config, split), tokenizer, path,
-                      _TokenizeProgress(what, ds_builder.info.splits[split].num_examples))
+                      metrics.WorkProgress(f"tokenizing {what}", ds_builder.info.splits[split].num_examples,
+                                           "documents"))
   return path
 
 
