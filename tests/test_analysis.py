@@ -281,8 +281,11 @@ def test_prediction_with_intervals(sweep_analysis):
   assert p2.ratio.hi - p2.ratio.lo < p2.D.hi / p2.N.lo - p2.D.lo / p2.N.hi, "paired, not the ends of N and D"
 
 
-def test_plots_name_the_loss_column_they_show(sweep_analysis, tmp_path, monkeypatch):
-  """A plot of another column's loss (--loss-col eval_loss.<corpus>) says so on its axis, as the report does."""
+def test_plots_and_the_console_name_the_loss_column_they_show(sweep_analysis, tmp_path, monkeypatch):
+  """A plot of another column's loss (--loss-col eval_loss.<corpus>) says so on its axis, as the report and the
+  console summary do."""
+  assert report.summary(sweep_analysis).splitlines()[0] == (
+    f"{len(sweep_analysis.runs)} runs of {sweep_analysis.source}, loss 'eval_loss':")
   saved = {}
   monkeypatch.setattr(plots, "_save", lambda fig, out_dir, name: saved.setdefault(name, fig) and name)
   plots.make_plots(dataclasses.replace(sweep_analysis, columns={**sweep_analysis.columns, "L": "eval_loss.c"}),

@@ -396,8 +396,8 @@ def write_report(a, path: Path) -> None:
 
 
 def summary(a) -> str:
-  """A few lines for the console."""
-  lines = []
+  """A few lines for the console, the first naming the loss fitted."""
+  lines = [f"{len(a.runs)} runs of {a.source}, loss {a.columns['L']!r}:"]
   if a.approach3 is not None:
     law = a.approach3
     lines.append(
