@@ -3,7 +3,8 @@
   python -m scaling.sweep --experiment experiments/cpu_isoflop.py [--launcher local|slurm|tpu]
       [--dry-run] [--only PATTERN] [--root DIR] [--jobs K] [--wait] [--collect] [-- LAUNCH.SH OPTIONS]
   python -m scaling.sweep --experiment experiments/cpu_isoflop.py --evaluate --config.data.dataset=files
-      --config.data.files='notes/*.md' [--config.train.eval_batches=0] [the options above but --collect]
+      --config.data.files='notes/*.md' [--config.train.eval_batches=0] [--corpus-name NAME]
+      [the options above but --collect]
 
 An experiment file defines `runs()`, returning Runs built with `grid` (a base config plus the axes
 that vary) or `isoflop` (FLOP budgets x model shapes around the expected optimum, each run's steps set
@@ -541,28 +542,30 @@ def execute(workdir) -> int:
 # Evaluations: a finished run's final parameters on a corpus (python -m scaling.evaluate)
 
 
-def evaluation_args(workdir, overrides: Sequence[str]) -> list[str]:
+def evaluation_args(workdir, options: Sequence[str]) -> list[str]:
   """The command after `python` that evaluates a finished run's final parameters (the checkpoint of its
-  summary's step) with `overrides` ('--config.data.dataset=...')."""
+  summary's step) with scaling.evaluate's `options` ('--config.data.dataset=...', '--corpus-name=...')."""
   steps = _read_json(Path(workdir) / "summary.json")["steps"]
-  return ["-m", "scaling.evaluate", f"--workdir={workdir}", f"--step={steps}", *overrides]
+  return ["-m", "scaling.evaluate", f"--workdir={workdir}", f"--step={steps}", *options]
 
 
-def execute_evaluation(workdir, overrides: Sequence[str]) -> int:
+def execute_evaluation(workdir, options: Sequence[str]) -> int:
   """Run a finished run's evaluation, its output to workdir/evaluate.log."""
-  return _supervise(evaluation_args(workdir, overrides), Path(workdir), "evaluate")[0]
+  return _supervise(evaluation_args(workdir, options), Path(workdir), "evaluate")[0]
 
 
-def evaluation_target(run: Run, root: Path, overrides: Sequence[str]) -> tuple[Path, bool]:
-  """Where scaling.evaluate records a finished run's final parameters evaluated on the corpus `overrides` name,
-  and whether that is due: no record there, or one of another number of batches or sequences per batch.
-  Mistakes in `overrides` (a field an evaluation may not change, a corpus that is not there) are UserErrors."""
+def evaluation_target(run: Run, root: Path, overrides: Sequence[str], name: str | None) -> tuple[Path, bool]:
+  """Where scaling.evaluate records a finished run's final parameters evaluated on the corpus `overrides` name
+  (under `name`, if given), and whether that is due: no record there, or one of another number of batches or
+  sequences per batch. Mistakes (a field an evaluation may not change, a corpus that is not there, a name
+  another corpus has) are UserErrors."""
   from scaling import data, evaluate
 
   config = evaluate.evaluation_config(run.config.to_dict(), evaluate.override_items(overrides))
   steps = _read_json(root / run.id / "summary.json")["steps"]
-  path = evaluate.record_path(root / run.id, steps, data.dataset_identity(config))
-  done = _read_json(path) or {}
+  dataset = data.dataset_identity(config)
+  path = evaluate.record_path(root / run.id, steps, dataset, name)
+  done = evaluate.read_record(path, dataset) or {}
   return path, (done.get("eval_batches"), done.get("batch_size")) != (config.train.eval_batches,
                                                                         config.train.batch_size)
 
@@ -776,8 +779,8 @@ def _exec_command(workdirs, evaluate: Sequence[str] | None = None) -> list[str]:
 
 @dataclasses.dataclass
 class Sweep:
-  """An expanded experiment and how to launch it: what each launcher gets. With `evaluate` (the overrides
-  of scaling.evaluate), what a launched run executes is its final parameters' evaluation, not its training."""
+  """An expanded experiment and how to launch it: what each launcher gets. With `evaluate` (scaling.evaluate's
+  options), what a launched run executes is its final parameters' evaluation, not its training."""
 
   experiment: str
   root: Path
@@ -1008,18 +1011,21 @@ class Evaluated:
   missing: list[str]
 
 
-def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "local", *, root=None,
-                   only: str | None = None, dry_run: bool = False, jobs: int = 1, wait: bool = False,
+def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "local", *, name: str | None = None,
+                   root=None, only: str | None = None, dry_run: bool = False, jobs: int = 1, wait: bool = False,
                    launcher_options: Sequence[str] = (), console=None) -> Evaluated:
   """Evaluate the final parameters of the experiment's finished runs (those --only selects) on the corpus
   `overrides` name (scaling.evaluate's --config.data.* and the like), each where no evaluation of that corpus,
   with as many batches of as many sequences, is recorded yet; then collect as run_sweep does, results.csv
-  gaining a column eval_loss.<corpus>. Mistakes in `overrides` are UserErrors before anything is launched."""
+  gaining a column eval_loss.<corpus> (<name>, if given). Mistakes in `overrides` or `name` are UserErrors
+  before anything is launched."""
   from scaling import evaluate
 
   evaluate.override_items(overrides)  # checked before anything else, finished runs or not
-  runs, sweep = _open_sweep(experiment, launcher, root, only, dry_run, jobs, wait, False, list(overrides),
-                            launcher_options, console)
+  evaluate.check_name(name)
+  args = [*overrides, *([f"--corpus-name={name}"] if name else [])]  # scaling.evaluate's
+  runs, sweep = _open_sweep(experiment, launcher, root, only, dry_run, jobs, wait, False, args, launcher_options,
+                            console)
   if launcher == "tpu":  # the workers' sweep decides what to evaluate
     launch_tpu(sweep, select(runs, only))
     return Evaluated([], [], [], [])
@@ -1027,7 +1033,7 @@ def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "l
               and "steps" in _read_json(sweep.root / r.id / "summary.json")]  # not a summary written by hand
 
   def targets() -> dict[str, tuple[Path, bool]]:
-    return {r.id: evaluation_target(r, sweep.root, overrides) for r in finished}
+    return {r.id: evaluation_target(r, sweep.root, overrides, name) for r in finished}
 
   before = targets()
   todo = [r for r in finished if before[r.id][1]]
@@ -1040,11 +1046,12 @@ def evaluate_sweep(experiment: str, overrides: Sequence[str], launcher: str = "l
 
 
 def exec_main(args: list[str]) -> int:
-  """`python -m scaling.sweep exec [--evaluate --config.k=v...] WORKDIR...`: what each launched run executes,
-  its training or its evaluation; with several workdirs (a SLURM job array), the one at $SLURM_ARRAY_TASK_ID."""
+  """`python -m scaling.sweep exec [--evaluate --config.k=v... [--corpus-name=N]] WORKDIR...`: what each launched
+  run executes, its training or its evaluation; with several workdirs (a SLURM job array), the one at
+  $SLURM_ARRAY_TASK_ID."""
   evaluate = None
-  if args[:1] == ["--evaluate"]:
-    evaluate = list(itertools.takewhile(lambda a: a.startswith("--config."), args[1:]))
+  if args[:1] == ["--evaluate"]:  # then scaling.evaluate's options, then the workdirs
+    evaluate = list(itertools.takewhile(lambda a: a.startswith("--"), args[1:]))
     args = args[1 + len(evaluate):]
   if not args:
     raise SweepError("exec: give the run's workdir")
@@ -1069,6 +1076,8 @@ def parse_args(argv: list[str]):
                       help="evaluate the finished runs' final parameters (python -m scaling.evaluate) on the corpus "
                            "that --config.data.* overrides name (and --config.train.eval_batches, ...) instead of "
                            "training: results.csv gains a column eval_loss.<corpus>")
+  parser.add_argument("--corpus-name", metavar="NAME", help="--evaluate: name the corpus, the column eval_loss.NAME "
+                                                            "(default: from the corpus's identity)")
   args, overrides = parser.parse_known_args(own)
   if args.evaluate and args.collect:
     parser.error("--collect launches nothing, --evaluate launches evaluations: give one of them")
@@ -1077,6 +1086,8 @@ def parse_args(argv: list[str]):
       parser.error(f"unrecognized argument {arg}" + (" (--config.* overrides name the corpus of --evaluate; a "
                                                       "sweep's runs are changed in its experiment file)"
                                                       if arg.startswith("--config.") else ""))
+  if args.corpus_name is not None and not args.evaluate:
+    parser.error("--corpus-name names the corpus of --evaluate")
   args.overrides = overrides if args.evaluate else None
   return args, launcher_options
 
@@ -1096,7 +1107,8 @@ def main(argv: list[str] | None = None) -> int:
     options = dict(root=args.root, only=args.only, dry_run=args.dry_run, jobs=args.jobs, wait=args.wait,
                    launcher_options=launcher_options)
     if args.evaluate:
-      return report_evaluation(evaluate_sweep(args.experiment, args.overrides, args.launcher, **options), args)
+      return report_evaluation(evaluate_sweep(args.experiment, args.overrides, args.launcher, name=args.corpus_name,
+                                              **options), args)
     rows = run_sweep(args.experiment, args.launcher, collect=args.collect, **options)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

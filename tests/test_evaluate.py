@@ -11,6 +11,7 @@ from common import free_port, xla_flags
 
 from scaling import config as config_lib
 from scaling import evaluate, metrics, train
+from scaling.errors import UserError
 
 STEPS = 10
 
@@ -53,13 +54,20 @@ def test_another_corpus(run, tmp_path):
   workdir, summary = run
   for i in range(6):
     (tmp_path / f"doc{i}.txt").write_text(f"document {i}: " + "the quick brown fox jumps over the lazy dog. " * 40)
-  record = evaluate.evaluate_checkpoint(str(workdir), {
-      "data.dataset": "files", "data.files": str(tmp_path / "*.txt"), "data.data_dir": str(tmp_path / "tfds"),
-      "data.val_fraction": 0.5, "train.eval_batches": 0})
+  corpus = {"data.dataset": "files", "data.files": str(tmp_path / "*.txt"), "data.data_dir": str(tmp_path / "tfds"),
+            "data.val_fraction": 0.5, "train.eval_batches": 0}
+  record = evaluate.evaluate_checkpoint(str(workdir), corpus)
   assert record["dataset"].startswith("text_files/") and record["eval_batches"] == 0
   assert record["eval"]["loss"] != summary["eval"]["loss"]
   assert record["eval"]["bits_per_byte"] == pytest.approx(record["eval"]["loss"] / math.log(2))
   assert (workdir / "evals" / f"step{STEPS}-{record['dataset'].replace('/', '_').replace(':', '_')}.json").exists()
+  # named: evals/step10-docs.json (a sweep's column eval_loss.docs); the name is that corpus's from then on
+  named = evaluate.evaluate_checkpoint(str(workdir), corpus, name="docs")
+  assert named["path"] == str(workdir / "evals" / f"step{STEPS}-docs.json") and named["eval"] == record["eval"]
+  with pytest.raises(UserError) as mistake:
+    evaluate.evaluate_checkpoint(str(workdir), name="docs")  # the run's own corpus under that name
+  assert str(mistake.value) == (f"--corpus-name 'docs' names {record['dataset']} in {named['path']}, not synthetic: "
+                                "give this corpus another name (or remove that record)")
 
 
 def test_on_a_mesh_of_8_devices_as_on_one(run):
@@ -102,6 +110,8 @@ def test_two_processes_evaluate_as_one(run):
   (["--config.data.seq_len=64"], "error: config.data.seq_len: an evaluation changes only the corpus"),
   (["--step", "7"], "error: --workdir {w}: {w}/checkpoints has no checkpoint of step 7 (steps: 5, 10)"),
   (["--config.data.no_such=1"], "error: unknown config field config.data.no_such (fields of config.data: "),
+  (["--corpus-name", "my corpus"], "error: --corpus-name 'my corpus': use letters, digits, '.', '_' and '-' (it names "
+   "a file and a results.csv column)\n"),
 ])
 def test_mistakes_are_one_line(run, capsys, args, message):
   workdir, _ = run

@@ -508,18 +508,19 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
     (tmp_path / "docs" / f"doc{i}.txt").write_text(f"document {i}: " + "the lazy dog sleeps. " * 80)
   corpus = ["--config.data.dataset=files", f"--config.data.files={tmp_path / 'docs'}/*.txt",
             "--config.data.val_fraction=0.5", f"--config.data.data_dir={tmp_path / 'tfds'}"]
-  evaluated = run_cli("--experiment", path, "--root", str(root), "--jobs", "2", "--evaluate", *corpus)
+  evaluated = run_cli("--experiment", path, "--root", str(root), "--jobs", "2", "--evaluate", *corpus,
+                      "--corpus-name", "docs")
   assert evaluated.returncode == 0, evaluated.stderr
-  with open(root / "results.csv", newline="") as f:
-    column = next(c for c in csv.DictReader(f).fieldnames if c.startswith("eval_loss.text_files_"))
+  column = "eval_loss.docs"
   rows = read_csv(root / "results.csv", ["data.dataset", column])
   assert evaluated.stderr.splitlines() == [
       "1 of 3 runs not evaluated, being unfinished (1 failed): finish them with the sweep's command, then evaluate "
       "again", f"evaluated 2 of 2 runs: {root / 'results.csv'} column {column}"]
-  record = evaluate.evaluate_checkpoint(str(root / rows[0]["run_id"]), corpus)  # here, as the sweep's process did
+  record = evaluate.evaluate_checkpoint(str(root / rows[0]["run_id"]), corpus, name="docs")  # as the sweep's run did
   assert rows[0][column] == str(record["eval"]["loss"]) and float(rows[1][column]) != record["eval"]["loss"]
-  assert rows[2][column] == "" and column == sweep.EVAL_LOSS_PREFIX + evaluate.slug(record["dataset"])
+  assert rows[2][column] == "" and record["dataset"].startswith("text_files/")
   logs = {r["run_id"]: (root / r["run_id"] / "evaluate.log").stat().st_mtime_ns for r in rows[:2]}
+  corpus.append("--corpus-name=docs")
   again = run_cli("--experiment", path, "--root", str(root), "--evaluate", *corpus)
   assert again.returncode == 0 and again.stderr.splitlines()[-1] == (
       f"nothing to evaluate: every finished run has its evaluation ({column})")
@@ -534,6 +535,10 @@ def test_local_sweep_marks_failures_and_skips_finished_runs(tmp_path):
       f"has no checkpoint of step 5 (steps: none)  [{root / rows[1]['run_id'] / 'evaluate.log'}]"]
   assert json.loads(Path(record["path"]).read_text())["eval_batches"] == 1
   assert read_csv(root / "results.csv", ["data.dataset", column])[1][column] == rows[1][column], "the earlier one"
+  taken = run_cli("--experiment", path, "--root", str(root), "--evaluate", "--corpus-name", "docs")  # own corpus
+  assert taken.returncode == 2 and taken.stderr.splitlines()[-1] == (
+      f"error: --corpus-name 'docs' names {record['dataset']} in {record['path']}, not synthetic: give this corpus "
+      "another name (or remove that record)")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
