@@ -345,11 +345,16 @@ def load_experiment(given: str) -> list[Run]:
   return runs
 
 
+def matches(run_id: str, only: str) -> bool:
+  """Whether --only's glob matches the run id (anywhere in it)."""
+  return fnmatch.fnmatchcase(run_id, f"*{only}*")
+
+
 def select(runs: list[Run], only: str | None) -> list[Run]:
   """The runs whose id matches the glob `only` anywhere (all runs when None)."""
   if only is None:
     return runs
-  chosen = [r for r in runs if fnmatch.fnmatchcase(r.id, f"*{only}*")]
+  chosen = [r for r in runs if matches(r.id, only)]
   if not chosen:
     raise SweepError(f"--only {only!r} matches none of the {len(runs)} run ids (e.g. {runs[0].id})")
   return chosen
@@ -1136,7 +1141,7 @@ def resume_command(args, launcher_options: Sequence[str], interrupted: Sequence[
     argv += ["--launcher", launcher]
   if args.root:
     argv += ["--root", args.root]
-  if args.only and all(fnmatch.fnmatchcase(i, f"*{args.only}*") for i in interrupted):
+  if args.only and all(matches(i, args.only) for i in interrupted):
     argv += ["--only", args.only]
   if args.jobs != 1:
     argv += ["--jobs", str(args.jobs)]
@@ -1174,8 +1179,7 @@ def report_evaluation(evaluated: Evaluated, args) -> int:
   if args.launcher == "tpu" or args.dry_run:  # the workers' sweep reported; a dry run printed the commands
     return 0
   root = Path(args.root) if args.root else default_root(args.experiment)
-  selected = {r["run_id"]: r["status"] for r in evaluated.rows if not args.only or
-              fnmatch.fnmatchcase(r["run_id"], f"*{args.only}*")}
+  selected = {r["run_id"]: r["status"] for r in evaluated.rows if not args.only or matches(r["run_id"], args.only)}
   unfinished = {s: n for s in STATUSES if s != "ok" and (n := sum(v == s for v in selected.values()))}
   if unfinished:
     print(f"{sum(unfinished.values())} of {len(selected)} runs not evaluated, being unfinished ("

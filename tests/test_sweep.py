@@ -4,7 +4,9 @@ run interrupted then resumed, finished runs evaluated on another corpus), launch
 a golden file) and a SLURM job array of 2-process runs, trained then evaluated, on the one-node cluster of
 scripts/slurm_local.sh."""
 
+import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -715,6 +717,24 @@ def test_evaluations_are_a_slurm_job_array_of_their_own(tmp_path):
       "error: SLURM job 41 (three-evaluate) still evaluates this sweep's runs: wait for it to end (or scancel it), "
       "then evaluate what it left\n")
   assert [c.split()[0] for c in calls(tmp_path)] == ["squeue"], "nothing submitted"
+
+
+def test_the_evaluation_report_counts_the_runs_only_selects(capsys):
+  rows = [{"run_id": "lm-10k-a", "status": "ok"}, {"run_id": "lm-10k-b", "status": "failed"},
+          {"run_id": "lm-25k-c", "status": "missing"}, {"run_id": "lm-25k-d", "status": "ok"}]
+  args = argparse.Namespace(launcher="local", dry_run=False, root="r", experiment="e.py", only="lm-10k", wait=False)
+  evaluated = sweep.Evaluated(rows, ["eval_loss.docs"], ["lm-10k-a"], ["lm-10k-a"])
+  assert sweep.report_evaluation(evaluated, args) == 1
+  assert capsys.readouterr().err.splitlines() == [
+      "1 of 2 runs not evaluated, being unfinished (1 failed): finish them with the sweep's command, then evaluate "
+      "again", "evaluated 0 of 1 runs: r/results.csv column eval_loss.docs",
+      "error: 1 of 1 evaluations failed (rerunning this command retries them):",
+      "  lm-10k-a: nothing in evaluate.log  [r/lm-10k-a/evaluate.log]"]
+  args.only, args.launcher = None, "slurm"  # submitted, not followed: nothing to say of the evaluations yet
+  assert sweep.report_evaluation(dataclasses.replace(evaluated, missing=["lm-10k-a"]), args) == 0
+  assert capsys.readouterr().err.splitlines() == [
+      "2 of 4 runs not evaluated, being unfinished (1 failed, 1 missing): finish them with the sweep's command, "
+      "then evaluate again"]
 
 
 def test_launch_sh_local_and_bad_options():
