@@ -837,13 +837,11 @@ class ChinchillaLaw(JointLaw):
 
   def tokens_for(self, N, L):
     """B / D^beta = L - E - A / N^alpha."""
-    return _power_root(self.B, np.asarray(L, dtype=float) - self.E - self.A / np.asarray(N, dtype=float) ** self.alpha,
-                       self.beta)
+    return _power_root(self.B, np.asarray(L, dtype=float) - self.loss(N, np.inf), self.beta)
 
   def params_for(self, D, L):
     """A / N^alpha = L - E - B / D^beta."""
-    return _power_root(self.A, np.asarray(L, dtype=float) - self.E - self.B / np.asarray(D, dtype=float) ** self.beta,
-                       self.alpha)
+    return _power_root(self.A, np.asarray(L, dtype=float) - self.loss(np.inf, D), self.alpha)
 
 
 @dataclass(frozen=True)
