@@ -592,6 +592,36 @@ def test_a_preempted_run_is_interrupted_and_the_next_launch_resumes_it(tmp_path,
   assert json.loads((workdir / "summary.json").read_text())["steps"] == 200
 
 
+def test_an_interrupted_evaluation_leaves_no_record_and_the_next_one_does_the_rest(tmp_path):
+  """Ctrl-C on --evaluate: the evaluation under way stops without writing (its record is written whole or not at
+  all), the sweep exits 130, and the same command again evaluates what is left."""
+  path = write_experiment(tmp_path / "two.py", '  return sweep.grid("configs/lm.py", sizes=["10k", "25k"], '
+                          'overrides=TINY)')
+  root = tmp_path / "runs"
+  assert run_cli("--experiment", path, "--root", str(root), "--jobs", "2").returncode == 0
+  runs = sweep.load_experiment(path)
+  more = ["--evaluate", "--config.train.eval_batches=0", "--config.train.batch_size=1"]  # the whole split, slowly
+  proc = subprocess.Popen([sys.executable, "-m", "scaling.sweep", "--experiment", path, "--root", str(root), *more],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 120
+    while not (root / runs[0].id / "evaluate.log").exists():  # the first evaluation has started
+      assert time.time() < deadline and proc.poll() is None
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 130 and "interrupted: rerun the same command to resume" in err, err[-2000:]
+  assert not list(root.glob("*/evals/*")), "nothing half written"
+  again = run_cli("--experiment", path, "--root", str(root), *more)
+  assert again.returncode == 0 and again.stderr.splitlines()[-1].startswith("evaluated 2 of 2 runs")
+  for run in runs:
+    record = json.loads((root / run.id / "evals" / "step5-synthetic.json").read_text())
+    assert record["eval_batches"] == 0 and record["batch_size"] == 1
+
+
 # --- launch.sh -------------------------------------------------------------------------------------------
 
 
